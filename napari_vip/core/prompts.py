@@ -1,0 +1,74 @@
+"""Text prompts for zero-shot classification with visual markers (Denner et al., MIDL 2025).
+
+The default prompt is ``"A chest x-ray with signs of {c}{suffix}."``; the modality phrase is
+editable and the marker suffix (``" indicated by a red circle"``) follows the marker's style and colour.
+"""
+
+from __future__ import annotations
+
+import string
+
+from .errors import VipInputError
+
+DEFAULT_MODALITY = "chest x-ray"
+MODALITIES = ("chest x-ray", "fundus photograph", "dermoscopy image", "CT slice", "MR slice", "ultrasound image",
+              "histology image")
+#: ``{modality}`` is filled first; ``{c}`` is the class and ``{suffix}`` the marker phrase.
+DEFAULT_TEMPLATE = "A {modality} with signs of {c}{suffix}."
+
+#: Marker phrase per style; styles not listed (none, crop) add nothing.
+SUFFIXES = {
+    "arrow": " indicated by a {color} arrow",
+    "bbox": " indicated by a {color} bounding box",
+    "circle": " indicated by a {color} circle",
+}
+
+
+def marker_suffix(style: str, color: str = "red", enabled: bool = True) -> str:
+    """The phrase appended to the class for a marker, e.g. ``" indicated by a red circle"``."""
+    if not enabled or style not in SUFFIXES:
+        return ""
+    return SUFFIXES[style].format(color=color)
+
+
+def check_template(template: str) -> None:
+    """Refuse a template without ``{c}`` or with fields other than ``c``, ``suffix``, ``modality``."""
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as exc:
+        raise VipInputError(f"Prompt template {template!r} is not a valid format string: {exc}.") from None
+    if "c" not in fields:
+        raise VipInputError(f"Prompt template {template!r} needs a {{c}} where the class name goes.")
+    unknown = fields - {"c", "suffix", "modality"}
+    if unknown:
+        raise VipInputError(
+            f"Prompt template {template!r} has unknown field(s) {sorted(unknown)}; use {{c}}, {{suffix}}, {{modality}}."
+        )
+
+
+def build_prompt(class_name: str, suffix: str = "", template: str = DEFAULT_TEMPLATE,
+                 modality: str = DEFAULT_MODALITY) -> str:
+    """Fill the template.  A template without ``{suffix}`` gets the suffix before its final full stop."""
+    check_template(template)
+    if "{suffix}" not in template and suffix:
+        t = template.rstrip()
+        template = t[:-1] + "{suffix}." if t.endswith(".") else t + "{suffix}"
+    return template.format(c=class_name, suffix=suffix, modality=modality)
+
+
+def check_classes(classes) -> list[str]:
+    """Strip names, drop blank lines; refuse fewer than one class and duplicates (case-insensitive)."""
+    names = [str(c).strip() for c in classes]
+    names = [c for c in names if c]
+    if not names:
+        raise VipInputError("No classes given; type the candidate findings, one per line (e.g. pneumonia, normal).")
+    seen: dict[str, str] = {}
+    dups = []
+    for c in names:
+        key = c.casefold()
+        if key in seen:
+            dups.append(c)
+        seen[key] = c
+    if dups:
+        raise VipInputError(f"Duplicate class name(s): {', '.join(sorted(set(dups)))}; give each finding once.")
+    return names

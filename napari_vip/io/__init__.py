@@ -1,0 +1,1 @@
+"""Readers, writers and sample data contributed through the npe2 manifest."""
