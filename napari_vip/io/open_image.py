@@ -1,0 +1,106 @@
+"""Open any supported image file the way the napari reader would, without napari (the CLI twin).
+
+:func:`open_image` dispatches DICOM (files and folders) and NIfTI to napari-vip's readers and other
+files (PNG, JPEG, TIFF, NumPy) to tifffile / scikit-image / numpy. :func:`model_input_from_file`
+then gives the uint8 RGB plane a model receives with the file's window and MONOCHROME1 inversion,
+so the CLI sees what the GUI user sees.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..core.errors import VipInputError
+
+
+def open_image(path, window: str | None = None) -> tuple[np.ndarray, dict]:
+    """Read the first image layer of ``path``.
+
+    Parameters
+    ----------
+    path : str or Path
+        DICOM file or folder, NIfTI, PNG/JPEG/TIFF/BMP, or ``.npy``.
+    window : str, optional
+        CT preset name for gray DICOM images (see :data:`napari_vip.io.windows.WINDOW_PRESETS`).
+
+    Returns
+    -------
+    data : np.ndarray
+        As the napari layer would hold it (see the readers for axis order).
+    kwargs : dict
+        napari layer keyword arguments; ``kwargs['metadata']`` has ``vip_window`` and ``vip_invert``.
+    """
+    from .dicom import get_dicom_reader, read_dicom
+    from .nifti import is_nifti_path, read_nifti
+
+    p = Path(path)
+    if not p.exists():
+        raise VipInputError(f"{p} does not exist.")
+    if is_nifti_path(p):
+        layers = read_nifti(p)
+    elif get_dicom_reader(str(p)) is not None:
+        layers = read_dicom(p, window=window)
+    elif p.suffix.lower() == ".npy":
+        layers = [(np.load(p, allow_pickle=False), {"name": p.stem, "metadata": {}}, "image")]
+    else:
+        layers = [(_read_plain(p), {"name": p.stem, "metadata": {}}, "image")]
+    data, kwargs, _ = layers[0]
+    kwargs = dict(kwargs)
+    if "rgb" not in kwargs:
+        kwargs["rgb"] = bool(data.ndim >= 3 and data.shape[-1] in (3, 4) and data.dtype == np.uint8)
+    return data, kwargs
+
+
+def _read_plain(p: Path) -> np.ndarray:
+    try:
+        if p.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            return tifffile.imread(p)
+        from skimage.io import imread
+
+        return imread(p)
+    except Exception as err:  # noqa: BLE001 - imageio/tifffile raise many types
+        raise VipInputError(f"{p.name} could not be read as an image ({type(err).__name__}: {err}).") from err
+
+
+def model_input_from_file(path, index: tuple[int, ...] = (), window: str | None = None):
+    """The model's uint8 RGB view of one 2D plane of ``path``, windowed as napari shows it.
+
+    Parameters
+    ----------
+    path : str or Path
+    index : tuple of int
+        Indices into the leading (non-plane) axes, e.g. ``(12,)`` for slice 12 of a volume.
+        Empty means the middle plane of each leading axis.
+    window : str, optional
+        CT preset instead of the file's window.
+
+    Returns
+    -------
+    napari_vip.core.image.ModelImage
+        ``rgb`` is ``(H, W, 3)`` uint8.
+    """
+    from ..core.image import to_model_rgb
+
+    data, kwargs = open_image(path, window=window)
+    rgb = bool(kwargs.get("rgb"))
+    lead = data.ndim - (3 if rgb else 2)
+    if lead < 0:
+        raise VipInputError(f"{Path(path).name} holds a {data.ndim}D array {data.shape}, not an image.")
+    if not index:
+        index = tuple(n // 2 for n in data.shape[:lead])
+    if len(index) != lead:
+        raise VipInputError(f"{Path(path).name} has {lead} axes before the image plane (shape {data.shape}); "
+                            f"give {lead} index value(s), not {len(index)}.")
+    for i, n in zip(index, data.shape[:lead]):
+        if not 0 <= i < n:
+            raise VipInputError(f"Index {index} is outside the array's leading shape {data.shape[:lead]}.")
+    plane = data[tuple(index)]
+    meta = kwargs.get("metadata") or {}
+    limits = meta.get("vip_window", kwargs.get("contrast_limits"))
+    if rgb and plane.dtype == np.uint8:
+        limits = None
+    return to_model_rgb(plane, limits, bool(meta.get("vip_invert", False)), rgb)
