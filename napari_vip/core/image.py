@@ -122,10 +122,10 @@ def to_model_rgb(image, contrast_limits=None, invert: bool = False, rgb: bool | 
 
 
 def resize_rgb(rgb: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    """Resize ``(H, W, 3)`` uint8 to ``size_hw`` with anti-aliased bilinear interpolation; uint8 out."""
-    from skimage.transform import resize
+    """Resize ``(H, W, 3)`` uint8 to ``size_hw`` (bilinear, anti-aliased when shrinking); uint8 out."""
+    from PIL import Image
 
     if rgb.shape[:2] == tuple(size_hw):
         return rgb.copy()
-    out = resize(rgb, (*size_hw, rgb.shape[2]), order=1, anti_aliasing=True, preserve_range=True)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    out = Image.fromarray(np.ascontiguousarray(rgb)).resize((size_hw[1], size_hw[0]), Image.BILINEAR)
+    return np.asarray(out, dtype=np.uint8).copy()

@@ -1,0 +1,1 @@
+"""``napari-vip``: every capability of the docks, without a GUI, with JSON out."""

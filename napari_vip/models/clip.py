@@ -1,0 +1,228 @@
+"""CLIP models: one front door for building them from a :class:`ModelSpec`, and zero-shot scoring.
+
+:func:`load_clip` never turns a missing weight into random weights: only ``spec.untrained`` does that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..core.errors import VipInputError
+from .checkpoint import load_into, load_state_dict, sha256_file
+from .spec import ModelSpec
+
+#: How many image embeddings a loaded model remembers.
+IMAGE_CACHE_SIZE = 64
+
+
+@dataclass
+class ClipModel:
+    """A loaded CLIP model with its preprocessing, tokenizer and a per-prompt text-embedding cache.
+
+    Attributes
+    ----------
+    model : open_clip.CLIP or open_clip.CustomTextCLIP
+        In eval mode on ``device``.
+    preprocess : callable
+        PIL image -> ``(3, S, S)`` float tensor, the model's own transform.
+    tokenizer : callable
+        list of str -> ``(N, L)`` int tensor.
+    sha256 : str or None
+        Of the weight file; ``None`` for untrained models.
+    """
+
+    model: object
+    preprocess: object
+    tokenizer: object
+    spec: ModelSpec
+    sha256: str | None
+    device: str
+    _text_cache: dict = field(default_factory=dict, repr=False)
+    _image_cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def untrained(self) -> bool:
+        return self.spec.untrained
+
+    def provenance(self) -> dict:
+        """Model part of a result's provenance."""
+        return {"model": self.spec.to_dict(), "weights_sha256": self.sha256, "untrained": self.untrained,
+                "device": self.device}
+
+    def image_batch(self, images: list[np.ndarray]):
+        """``(N, 3, S, S)`` float tensor on ``device`` from ``(h, w, 3)`` uint8 images (any sizes)."""
+        import torch
+        from PIL import Image
+
+        return torch.stack([self.preprocess(Image.fromarray(im)) for im in images]).to(self.device)
+
+    def encode_images(self, images: list[np.ndarray]):
+        """L2-normalised image embeddings, ``(N, D)`` float32 tensor, for ``(h, w, 3)`` uint8 images.
+
+        The embeddings of the last :data:`IMAGE_CACHE_SIZE` distinct images are kept, so re-classifying
+        the same image with other classes or prompts only embeds text.
+        """
+        import hashlib
+
+        import torch
+
+        keys = [hashlib.sha1(np.ascontiguousarray(im).tobytes() + str(im.shape).encode()).hexdigest()
+                for im in images]
+        todo = {k: im for k, im in zip(keys, images) if k not in self._image_cache}
+        if todo:
+            with torch.inference_mode():
+                feats = self.model.encode_image(self.image_batch(list(todo.values())))
+                feats = torch.nn.functional.normalize(feats.float(), dim=-1)
+            for k, f in zip(todo, feats):
+                self._image_cache[k] = f
+                while len(self._image_cache) > IMAGE_CACHE_SIZE:
+                    self._image_cache.pop(next(iter(self._image_cache)))
+        return torch.stack([self._image_cache[k] for k in keys])
+
+    def encode_texts(self, prompts: list[str]):
+        """L2-normalised text embeddings, ``(N, D)`` float32 tensor; each prompt is embedded once per model."""
+        import torch
+
+        todo = [p for p in dict.fromkeys(prompts) if p not in self._text_cache]
+        if todo:
+            with torch.inference_mode():
+                tokens = self.tokenizer(todo).to(self.device)
+                feats = torch.nn.functional.normalize(self.model.encode_text(tokens).float(), dim=-1)
+            for p, f in zip(todo, feats):
+                self._text_cache[p] = f
+        return torch.stack([self._text_cache[p] for p in prompts])
+
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.exp().item())
+
+    def probabilities(self, image_features, text_features) -> np.ndarray:
+        """Softmax over classes of ``logit_scale * img @ txt.T``: ``(N, D) x (C, D) -> (N, C)`` float64."""
+        import torch
+
+        with torch.inference_mode():
+            logits = self.logit_scale() * image_features @ text_features.T
+            return torch.softmax(logits, dim=-1).double().cpu().numpy()
+
+
+def _hub_error(spec: ModelSpec, exc: Exception) -> VipInputError:
+    return VipInputError(
+        f"Could not get the weights of {spec.describe()}: {str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}. "
+        "Without network access, download the open_clip checkpoint elsewhere and pass it as a file "
+        "(CLI: --model ARCH --checkpoint FILE; dock: Checkpoint), or choose 'untrained' to try the workflow "
+        "with random weights."
+    )
+
+
+def resolve_arch(arch: str) -> str:
+    """The open_clip model name for ``arch``; a path to an open_clip ``.json`` config is registered first
+    (its file stem becomes the name), so custom architectures work offline."""
+    from pathlib import Path
+
+    import open_clip
+
+    if arch.lower().endswith(".json"):
+        path = Path(arch).expanduser()
+        if not path.is_file():
+            raise VipInputError(f"Model config {arch!r} does not exist.")
+        if path.stem not in open_clip.list_models():
+            open_clip.add_model_config(str(path))
+        return path.stem
+    return arch
+
+
+def _create(arch: str, device: str):
+    """Build the real architecture with random weights; returns (model, preprocess, tokenizer)."""
+    import open_clip
+
+    arch = resolve_arch(arch)
+    if not arch.startswith("hf-hub:") and arch not in open_clip.list_models():
+        raise VipInputError(
+            f"Unknown CLIP architecture {arch!r}. Use an open_clip name (e.g. ViT-B-16, ViT-B-32, RN50) or an hf-hub: id."
+        )
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None, device="cpu")
+        tokenizer = open_clip.get_tokenizer(arch)
+    except VipInputError:
+        raise
+    except Exception as exc:
+        if arch.startswith("hf-hub:"):
+            raise VipInputError(
+                f"The architecture of {arch} is defined on the hub and could not be fetched "
+                f"({str(exc).splitlines()[0][:200]}). Offline, use an open_clip architecture name such as ViT-B-16 "
+                "with a local checkpoint, or untrained."
+            ) from None
+        raise
+    return model.to(device).eval(), preprocess, tokenizer
+
+
+def load_clip(spec: ModelSpec, device: str = "cpu", progress=None) -> ClipModel:
+    """Build the model ``spec`` names, with its weights, on ``device``.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    device : str
+        A resolved torch device (see :func:`napari_vip.models.device.resolve_device`).
+    progress : callable, optional
+        ``progress(text)`` for slow steps.
+
+    Raises
+    ------
+    VipInputError
+        Weights missing, not downloadable, unsafe or of another architecture.
+    """
+    say = progress or (lambda text: None)
+    if spec.untrained:
+        say(f"building {spec.arch} with random weights")
+        model, preprocess, tokenizer = _create(spec.arch, device)
+        return ClipModel(model, preprocess, tokenizer, spec, None, device)
+    if spec.checkpoint:
+        path = spec.checkpoint
+    elif spec.arch.startswith("hf-hub:"):
+        path = _fetch_hub_weights(spec)
+    else:
+        path = _fetch_pretrained(spec)
+    say(f"reading weights {path}")
+    state = load_state_dict(path, what=spec.describe())
+    digest = sha256_file(path)
+    say(f"building {spec.arch}")
+    model, preprocess, tokenizer = _create(spec.arch, "cpu")
+    load_into(model, state, f"CLIP architecture {spec.arch}", path)
+    return ClipModel(model.to(device).eval(), preprocess, tokenizer, spec, digest, device)
+
+
+def _fetch_pretrained(spec: ModelSpec) -> str:
+    import open_clip
+    from open_clip import pretrained as op
+
+    cfg = op.get_pretrained_cfg(spec.arch, spec.pretrained)
+    if not cfg:
+        tags = [t for a, t in open_clip.list_pretrained() if a == spec.arch]
+        raise VipInputError(
+            f"open_clip has no pretrained tag {spec.pretrained!r} for {spec.arch}; known tags: "
+            f"{', '.join(tags) or 'none'}."
+        )
+    try:
+        path = op.download_pretrained(cfg)
+    except Exception as exc:
+        raise _hub_error(spec, exc) from None
+    if not path:
+        raise _hub_error(spec, RuntimeError("no download location known"))
+    return path
+
+
+def _fetch_hub_weights(spec: ModelSpec) -> str:
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError as exc:  # pragma: no cover - open_clip depends on it
+        raise _hub_error(spec, exc) from None
+    repo = spec.arch[len("hf-hub:"):]
+    last: Exception | None = None
+    for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+        try:
+            return hf_hub_download(repo, name)
+        except Exception as exc:  # network errors, missing file, offline mode
+            last = exc
+    raise _hub_error(spec, last or RuntimeError("no weights file"))

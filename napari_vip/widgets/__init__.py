@@ -1,0 +1,1 @@
+"""Qt docks.  The only package of napari-vip that imports Qt; they read layers, send requests, write results."""

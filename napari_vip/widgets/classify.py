@@ -1,0 +1,263 @@
+"""The "VIP classify" dock: markers on the image, candidate findings, CLIP probabilities per condition."""
+
+from __future__ import annotations
+
+import numpy as np
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+                            QPlainTextEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+from ..core.errors import VipInputError
+from ..core.markers import COLORS, STYLES, render_marker
+from ..core.prompts import DEFAULT_TEMPLATE, MODALITIES, SUFFIXES, check_classes, check_template
+from ..layers import (MARKERS_LAYER, ensure_markers_layer, markers_from_layer, model_input, shape_color,
+                      shape_style, sync_arrows_layer)
+from ..worker.classify import ClassifyRequest
+from .model_picker import ModelPicker
+from .results_view import ProbabilityTable
+from .worker_bridge import bridge_for, notify_failure
+
+DEFAULT_CLASSES = {"fundus photograph": "diabetic retinopathy\nglaucoma\nnormal",
+                   "chest x-ray": "pneumonia\nnormal"}
+
+
+class ClassifyWidget(QWidget):
+    """Dock: pick the image, draw markers, type findings, press Classify.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+    """
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.bridge = bridge_for(napari_viewer)
+        self.last_result = None
+        self._job = None
+
+        self.image_combo = QComboBox()
+        self.classes = QPlainTextEdit(DEFAULT_CLASSES["chest x-ray"])
+        self.classes.setPlaceholderText("one finding per line")
+        self.classes.setMaximumHeight(90)
+        self.modality = QComboBox()
+        self.modality.setEditable(True)
+        self.modality.addItems(MODALITIES)
+        self.template = QLineEdit(DEFAULT_TEMPLATE)
+        self.suffix_boxes = {s: QCheckBox(f"'{SUFFIXES[s].format(color='…').strip()}'") for s in SUFFIXES}
+        for box in self.suffix_boxes.values():
+            box.setChecked(True)
+
+        self.style = QComboBox()
+        self.style.addItems(STYLES)
+        self.color = QComboBox()
+        self.color.addItems(list(COLORS))
+        self.line_width = QSpinBox()
+        self.line_width.setRange(1, 10)
+        apply_btn = QPushButton("Apply to selected markers")
+        apply_btn.clicked.connect(self.apply_style_to_selected)
+
+        self.model = ModelPicker()
+        self.classify_btn = QPushButton("Classify")
+        self.classify_btn.clicked.connect(self.classify)
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.clicked.connect(self.bridge.cancel_all)
+        self.cancel_btn.setEnabled(False)
+        self.show_btn = QPushButton("Show what the model sees")
+        self.show_btn.clicked.connect(self.show_model_view)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.results = ProbabilityTable()
+
+        prompts = QGroupBox("Findings and prompts")
+        pf = QFormLayout(prompts)
+        pf.addRow("image", self.image_combo)
+        pf.addRow("findings", self.classes)
+        pf.addRow("modality", self.modality)
+        pf.addRow("template", self.template)
+        for box in self.suffix_boxes.values():
+            pf.addRow("", box)
+        markers = QGroupBox("Markers (draw on the 'VIP markers' layer)")
+        mf = QFormLayout(markers)
+        mf.addRow("style", self.style)
+        mf.addRow("colour", self.color)
+        mf.addRow("line width", self.line_width)
+        mf.addRow(apply_btn)
+        model_box = QGroupBox("Model")
+        QVBoxLayout(model_box).addWidget(self.model)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.classify_btn)
+        buttons.addWidget(self.cancel_btn)
+        lay = QVBoxLayout(self)
+        for w in (prompts, markers, model_box):
+            lay.addWidget(w)
+        lay.addLayout(buttons)
+        lay.addWidget(self.show_btn)
+        lay.addWidget(self.status)
+        lay.addWidget(self.results)
+
+        self.bridge.busy_changed.connect(self._on_busy)
+        self.bridge.died.connect(self._on_died)
+        self.viewer.layers.events.inserted.connect(self._refresh_images)
+        self.viewer.layers.events.removed.connect(self._refresh_images)
+        self.viewer.layers.selection.events.active.connect(self._on_active)
+        self._refresh_images()
+        self.markers_layer()
+
+    # -- layers ------------------------------------------------------------------------------------------------
+    def image_layers(self):
+        from napari.layers import Image
+
+        return [layer for layer in self.viewer.layers if isinstance(layer, Image)]
+
+    def _refresh_images(self, event=None) -> None:
+        current = self.image_combo.currentText()
+        names = [layer.name for layer in self.image_layers() if not layer.name.startswith("VIP ")]
+        self.image_combo.blockSignals(True)
+        self.image_combo.clear()
+        self.image_combo.addItems(names)
+        if current in names:
+            self.image_combo.setCurrentText(current)
+        self.image_combo.blockSignals(False)
+        layer = self.image_layer(required=False)
+        if layer is not None and "vip_modality" in layer.metadata and event is not None:
+            self._use_modality(layer.metadata["vip_modality"])
+
+    def _use_modality(self, modality: str) -> None:
+        self.modality.setCurrentText(modality)
+        if modality in DEFAULT_CLASSES:
+            self.classes.setPlainText(DEFAULT_CLASSES[modality])
+
+    def _on_active(self, event=None) -> None:
+        from napari.layers import Image
+
+        active = self.viewer.layers.selection.active
+        if isinstance(active, Image) and not active.name.startswith("VIP "):
+            self.image_combo.setCurrentText(active.name)
+
+    def image_layer(self, required: bool = True):
+        name = self.image_combo.currentText()
+        if name and name in self.viewer.layers:
+            return self.viewer.layers[name]
+        if required:
+            raise VipInputError("No image layer: open an image (File > Open, or File > Open Sample > napari-vip).")
+        return None
+
+    def markers_layer(self):
+        """The markers layer, created over the current image when missing; keeps arrows mirrored."""
+        fresh = MARKERS_LAYER not in self.viewer.layers
+        layer = ensure_markers_layer(self.viewer, self.image_layer(required=False))
+        if fresh:
+            layer.events.data.connect(self._on_markers_changed)
+            layer.events.current_properties.connect(lambda e=None: None)
+        return layer
+
+    def _on_markers_changed(self, event=None) -> None:
+        layer = self.viewer.layers[MARKERS_LAYER] if MARKERS_LAYER in self.viewer.layers else None
+        if layer is None:
+            return
+        action = getattr(event, "action", None)
+        if action is not None and str(getattr(action, "value", action)) not in ("added", "changed"):
+            return
+        self._fill_defaults(layer)
+        sync_arrows_layer(self.viewer, layer)
+
+    def _fill_defaults(self, layer) -> None:
+        """Shapes without an explicit colour take the dock's; edge colours follow the marker colours."""
+        self._color_edges(layer)
+
+    def _color_edges(self, layer) -> None:
+        colors = [COLORS[shape_color(layer, i, self.color.currentText())] for i in range(len(layer.data))]
+        if colors:
+            layer.edge_color = np.asarray(colors, dtype=float) / 255.0
+
+    def apply_style_to_selected(self) -> None:
+        layer = self.markers_layer()
+        sel = sorted(layer.selected_data)
+        if not sel:
+            self.status.setText("Select markers on the 'VIP markers' layer first (select tool, S).")
+            return
+        feats = layer.features
+        for i in sel:
+            feats.loc[i, "style"] = self.style.currentText()
+            feats.loc[i, "color"] = self.color.currentText()
+        layer.features = feats
+        self._color_edges(layer)
+        sync_arrows_layer(self.viewer, layer)
+
+    # -- requests ----------------------------------------------------------------------------------------------
+    def build_request(self) -> ClassifyRequest:
+        """Read the dock and layers into a request; raises VipInputError for bad input."""
+        layer = self.image_layer()
+        image = model_input(layer, self.viewer.dims)
+        markers_layer = self.markers_layer()
+        self._fill_defaults(markers_layer)
+        markers = markers_from_layer(markers_layer, layer, self.line_width.value(),
+                                     default_color=self.color.currentText())
+        classes = check_classes(self.classes.toPlainText().splitlines())
+        template = self.template.text()
+        check_template(template)
+        from ..core.coords import clip_box_xyxy
+
+        notes = list(image.notes)
+        clipped_markers = []
+        for k, m in enumerate(markers):
+            box, was = clip_box_xyxy(m.box_xyxy, image.rgb.shape[:2])
+            if was:
+                notes.append(f"marker {k + 1} reaches outside the image; clipped")
+            clipped_markers.append(type(m)(box, m.style, m.color, m.line_width, m.arrow_xy))
+        self._notes = notes
+        return ClassifyRequest(image.rgb, clipped_markers, classes, self.model.spec(), template,
+                               self.modality.currentText(),
+                               tuple(s for s, b in self.suffix_boxes.items() if b.isChecked()),
+                               True, self.model.device_name())
+
+    def classify(self) -> int | None:
+        """Send a classify request (the newest replaces a running one); returns the job id."""
+        try:
+            req = self.build_request()
+        except VipInputError as exc:
+            self.status.setText(f"<span style='color:#e8a33d'>{exc}</span>")
+            from napari.utils.notifications import show_warning
+
+            show_warning(str(exc))
+            return None
+        self.status.setText(f"Classifying {len(req.markers)} marker(s) + baseline…")
+        self._job = self.bridge.submit(req, "VIP classify", self._on_result, self._on_error, channel="classify")
+        return self._job
+
+    def _on_result(self, result) -> None:
+        result.notes[:0] = getattr(self, "_notes", [])
+        self.last_result = result
+        self.results.show_result(result)
+        warn = "<b style='color:#e8a33d'>UNTRAINED model: random weights.</b> " if result.provenance.untrained else ""
+        self.status.setText(warn + "Done.")
+
+    def _on_error(self, failed) -> None:
+        if failed.kind != "stale":
+            self.status.setText(f"<span style='color:#e8a33d'>{failed.message}</span>")
+        notify_failure(failed)
+
+    def _on_busy(self, busy: bool) -> None:
+        self.cancel_btn.setEnabled(busy)
+
+    def _on_died(self, message: str) -> None:
+        self.status.setText(f"<span style='color:#d9534f'>{message}</span>")
+
+    def show_model_view(self) -> None:
+        """Add what the model sees for the selected (or first) marker as an RGB layer."""
+        try:
+            layer = self.image_layer()
+            image = model_input(layer, self.viewer.dims)
+            ml = self.markers_layer()
+            markers = markers_from_layer(ml, layer, self.line_width.value(), selected_only=bool(ml.selected_data),
+                                         default_color=self.color.currentText())
+        except VipInputError as exc:
+            self.status.setText(str(exc))
+            return
+        marker = markers[0] if markers else None
+        rendered = render_marker(image.rgb, marker)
+        name = "VIP model view"
+        if name in self.viewer.layers:
+            self.viewer.layers[name].data = rendered
+        else:
+            self.viewer.add_image(rendered, name=name, rgb=True, visible=True)

@@ -1,0 +1,42 @@
+"""Open napari with the VIP docks on a sample image or a file (``napari-vip gui``)."""
+
+from __future__ import annotations
+
+#: Manifest command ids of the docks opened by ``napari-vip gui``, in order.
+DOCKS = ["napari-vip.classify_widget"]
+
+
+def open_viewer(path: str | None = None, screenshot: str | None = None, show: bool = True):
+    """A viewer with ``path`` (or the bundled retina sample) and the VIP docks.
+
+    With ``screenshot``, the window is saved to that PNG shortly after it appears and closed.
+    """
+    import napari
+
+    viewer = napari.Viewer(show=show)
+    if path:
+        viewer.open(path, plugin=None)
+    else:
+        viewer.open_sample("napari-vip", "retina")
+    for cmd in DOCKS:
+        viewer.window.add_plugin_dock_widget("napari-vip", _widget_name(cmd))
+    if screenshot:
+        from qtpy.QtCore import QTimer
+
+        def shoot():
+            viewer.screenshot(screenshot, canvas_only=False)
+            viewer.close()
+
+        QTimer.singleShot(2000, shoot)
+    return viewer
+
+
+def _widget_name(command_id: str) -> str:
+    import npe2
+
+    pm = npe2.PluginManager.instance()
+    manifest = pm.get_manifest("napari-vip")
+    for w in manifest.contributions.widgets or []:
+        if w.command == command_id:
+            return w.display_name
+    raise KeyError(command_id)

@@ -1,0 +1,99 @@
+"""Choosing a CLIP model: hub default, pretrained tag, local checkpoint or untrained; and a device."""
+
+from __future__ import annotations
+
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
+                            QWidget)
+
+from ..models.device import DEVICES
+from ..models.spec import DEFAULT_CLIP_ARCH, DEFAULT_UNTRAINED_ARCH, ModelSpec
+
+SOURCES = ("hub (BiomedCLIP)", "pretrained tag", "checkpoint file", "untrained (random weights)")
+
+UNTRAINED_WARNING = ("<b style='color:#e8a33d'>Untrained model: random weights.</b> "
+                     "Results only show the workflow; they mean nothing clinically.")
+
+
+class ModelPicker(QWidget):
+    """Builds a :class:`ModelSpec` from the user's choice.  ``changed`` fires on any edit."""
+
+    changed = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.source = QComboBox()
+        self.source.addItems(SOURCES)
+        self.arch = QLineEdit(DEFAULT_CLIP_ARCH)
+        self.tag = QLineEdit()
+        self.tag.setPlaceholderText("e.g. openai")
+        self.path = QLineEdit()
+        self.path.setPlaceholderText(".pt / .pth / .bin / .safetensors")
+        browse = QPushButton("…")
+        browse.setMaximumWidth(30)
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.path)
+        row.addWidget(browse)
+        self.device = QComboBox()
+        self.device.addItems(DEVICES)
+        self.warning = QLabel(UNTRAINED_WARNING)
+        self.warning.setWordWrap(True)
+        form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.addRow("weights", self.source)
+        form.addRow("architecture", self.arch)
+        form.addRow("tag", self.tag)
+        form.addRow("checkpoint", row)
+        form.addRow("device", self.device)
+        form.addRow(self.warning)
+        self._form = form
+        self.source.currentTextChanged.connect(self._on_source)
+        for w in (self.arch, self.tag, self.path):
+            w.textChanged.connect(self.changed)
+        self.device.currentTextChanged.connect(self.changed)
+        self._on_source(self.source.currentText())
+
+    def _browse(self) -> None:
+        name, _ = QFileDialog.getOpenFileName(self, "CLIP checkpoint", "", "Checkpoints (*.pt *.pth *.bin *.safetensors)")
+        if name:
+            self.path.setText(name)
+
+    def _on_source(self, source: str) -> None:
+        hub = source.startswith("hub")
+        if hub:
+            self.arch.setText(DEFAULT_CLIP_ARCH)
+        elif self.arch.text().startswith("hf-hub:"):
+            self.arch.setText(DEFAULT_UNTRAINED_ARCH)
+        self.arch.setEnabled(not hub)
+        self._show_row(2, source == "pretrained tag")
+        self._show_row(3, source == "checkpoint file")
+        self.warning.setVisible(source.startswith("untrained"))
+        self.changed.emit()
+
+    def _show_row(self, row: int, visible: bool) -> None:
+        if hasattr(self._form, "setRowVisible"):  # Qt >= 6.4
+            self._form.setRowVisible(row, visible)
+        for role in (QFormLayout.LabelRole, QFormLayout.FieldRole):
+            item = self._form.itemAt(row, role)
+            if item is not None and item.widget() is not None:
+                item.widget().setEnabled(visible)
+
+    def set_untrained(self, arch: str = DEFAULT_UNTRAINED_ARCH) -> None:
+        self.source.setCurrentText(SOURCES[3])
+        self.arch.setText(arch)
+
+    def spec(self) -> ModelSpec:
+        """The chosen spec; raises VipInputError for an incomplete choice."""
+        source = self.source.currentText()
+        arch = self.arch.text().strip()
+        if source.startswith("hub"):
+            return ModelSpec(DEFAULT_CLIP_ARCH)
+        if source == "pretrained tag":
+            return ModelSpec(arch, pretrained=self.tag.text().strip() or None)
+        if source == "checkpoint file":
+            return ModelSpec(arch, checkpoint=self.path.text().strip() or None)
+        return ModelSpec(arch, untrained=True)
+
+    def device_name(self) -> str:
+        return self.device.currentText()

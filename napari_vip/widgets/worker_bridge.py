@@ -1,0 +1,146 @@
+"""Connects a :class:`~napari_vip.worker.client.WorkerClient` to the Qt event loop and napari's progress bars.
+
+One bridge (one worker process) per viewer, shared by the docks so a model is loaded once.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Callable
+
+from qtpy.QtCore import QObject, QTimer, Signal
+
+from ..worker.client import WorkerClient
+from ..worker.protocol import Failed, Progress
+
+
+class WorkerBridge(QObject):
+    """Polls the worker from a Qt timer on the GUI thread; shows a cancelable progress bar per job.
+
+    Signals
+    -------
+    died(str)
+        The worker process ended unexpectedly; the message says so and that layers are untouched.
+    busy_changed(bool)
+    """
+
+    died = Signal(str)
+    busy_changed = Signal(bool)
+
+    def __init__(self, client: WorkerClient | None = None, interval_ms: int = 25, parent=None):
+        super().__init__(parent)
+        self.client = client or WorkerClient()
+        self.client.on_worker_died = self.died.emit
+        self._bars: dict[int, object] = {}
+        self._busy = False
+        self._timer = QTimer(self)
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self._poll)
+
+    def start(self) -> None:
+        """Start the worker now (it also starts on the first request)."""
+        self.client.start()
+        self._timer.start()
+
+    def submit(self, request, description: str, on_done: Callable, on_error: Callable,
+               channel: str | None = None) -> int:
+        """Send ``request``; ``on_done(result)`` or ``on_error(Failed)`` run later on the GUI thread.
+
+        Jobs on the same ``channel`` replace each other (newest wins): a replaced job's callbacks never run.
+        """
+        job_id = None
+
+        def finish(cb):
+            def call(arg):
+                self._close_bar(job_id)
+                cb(arg)
+                self._update_busy()
+            return call
+
+        if channel is not None:  # the replaced job's bar goes away with it
+            old = self.client._latest.get(channel)
+            if old is not None:
+                self._close_bar(old)
+        job_id = self.client.submit(request, channel, on_done=finish(on_done), on_error=finish(on_error),
+                                    on_progress=lambda msg: self._progress(msg, description))
+        self._timer.start()
+        self._update_busy()
+        return job_id
+
+    def cancel(self, job_id: int) -> None:
+        self.client.cancel(job_id)
+
+    def cancel_all(self) -> None:
+        for job_id in list(self.client._pending):
+            self.client.cancel(job_id)
+
+    def shutdown(self) -> None:
+        self._timer.stop()
+        for job_id in list(self._bars):
+            self._close_bar(job_id)
+        self.client.shutdown()
+
+    # -- internals ---------------------------------------------------------------------------------------------
+    def _poll(self) -> None:
+        self.client.poll()
+        if not self.client.busy and not self.client.alive:
+            self._timer.stop()
+        self._update_busy()
+
+    def _update_busy(self) -> None:
+        if self.client.busy != self._busy:
+            self._busy = self.client.busy
+            self.busy_changed.emit(self._busy)
+
+    def _progress(self, msg: Progress, description: str) -> None:
+        from napari.utils import cancelable_progress
+
+        bar = self._bars.get(msg.job_id)
+        if bar is None:
+            bar = cancelable_progress(total=msg.total or 0, desc=description,
+                                      cancel_callback=lambda j=msg.job_id: self.cancel(j))
+            self._bars[msg.job_id] = bar
+        if msg.total and bar.total != msg.total:
+            bar.total = msg.total
+        if msg.total:
+            bar.n = min(msg.done, msg.total)
+        if msg.text:
+            bar.set_description(f"{description}: {msg.text}")
+        bar.refresh()
+
+    def _close_bar(self, job_id) -> None:
+        bar = self._bars.pop(job_id, None)
+        if bar is not None:
+            bar.close()
+
+
+_BRIDGES: "weakref.WeakKeyDictionary[object, WorkerBridge]" = weakref.WeakKeyDictionary()
+
+
+def bridge_for(viewer) -> WorkerBridge:
+    """The viewer's worker bridge, made (and the worker started) on first use; shut down with the viewer."""
+    bridge = _BRIDGES.get(viewer)
+    if bridge is None:
+        bridge = WorkerBridge()
+        _BRIDGES[viewer] = bridge
+        bridge.start()
+        try:
+            qt_viewer = viewer.window._qt_viewer
+            qt_viewer.destroyed.connect(lambda *_: bridge.shutdown())
+        except AttributeError:  # pragma: no cover - headless viewers without a window
+            pass
+    return bridge
+
+
+def notify_failure(failed: Failed) -> None:
+    """Show a failed job to the user: warnings for input, errors for crashes; silent for stale jobs."""
+    from napari.utils.notifications import show_error, show_info, show_warning
+
+    if failed.kind == "stale":
+        return
+    if failed.kind == "cancelled":
+        show_info("Cancelled.")
+    elif failed.kind == "input":
+        show_warning(failed.message)
+    else:
+        show_error(failed.message)

@@ -1,0 +1,109 @@
+"""Zero-shot classification with visual markers: the request, the result and the handler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import __version__
+from ..core.markers import Marker, render_marker
+from ..core.prompts import (DEFAULT_MODALITY, DEFAULT_TEMPLATE, SUFFIXES, build_prompt, check_classes,
+                            marker_suffix)
+from ..models.spec import ModelSpec
+from .engine import handles
+from .protocol import Provenance
+
+
+@dataclass
+class ClassifyRequest:
+    """Classify one image without a marker and with each marker.
+
+    Attributes
+    ----------
+    image_rgb : np.ndarray
+        ``(H, W, 3)`` uint8, the windowed plane the user sees (:func:`napari_vip.core.image.to_model_rgb`).
+    markers : list of Marker
+        Each is rendered on its own copy of the image and classified as one condition.
+    classes : list of str
+    template, modality : str
+        See :mod:`napari_vip.core.prompts`.
+    marker_text : tuple of str
+        Styles whose marker phrase (" indicated by a red circle") is appended to the prompts.
+    include_baseline : bool
+        Also classify the image without a marker (condition ``none``).
+    """
+
+    image_rgb: np.ndarray
+    markers: list[Marker]
+    classes: list[str]
+    model: ModelSpec
+    template: str = DEFAULT_TEMPLATE
+    modality: str = DEFAULT_MODALITY
+    marker_text: tuple[str, ...] = tuple(SUFFIXES)
+    include_baseline: bool = True
+    device: str = "auto"
+
+
+@dataclass
+class ConditionResult:
+    """One condition: the baseline (``marker=None``) or one marker."""
+
+    name: str
+    marker: Marker | None
+    prompts: list[str]
+    probabilities: np.ndarray  # (C,) float64, sums to 1
+
+    def to_dict(self, classes) -> dict:
+        return {"condition": self.name, "marker": self.marker.to_dict() if self.marker else None,
+                "prompts": list(self.prompts),
+                "probabilities": {c: float(p) for c, p in zip(classes, self.probabilities)}}
+
+
+@dataclass
+class ClassifyResult:
+    classes: list[str]
+    conditions: list[ConditionResult]
+    provenance: Provenance
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"classes": list(self.classes), "conditions": [c.to_dict(self.classes) for c in self.conditions],
+                "provenance": self.provenance.to_dict(), "untrained": self.provenance.untrained,
+                "notes": list(self.notes)}
+
+
+def condition_name(index: int, marker: Marker) -> str:
+    """``"1: circle"``: the marker's number (from 1) and style."""
+    return f"{index + 1}: {marker.style}"
+
+
+@handles(ClassifyRequest)
+def classify(engine, req: ClassifyRequest, progress) -> ClassifyResult:
+    classes = check_classes(req.classes)
+    conditions: list[tuple[str, Marker | None]] = [("none", None)] if req.include_baseline else []
+    conditions += [(condition_name(i, m), m) for i, m in enumerate(req.markers)]
+    if not conditions:
+        from ..core.errors import VipInputError
+
+        raise VipInputError("Nothing to classify: draw a marker or include the no-marker baseline.")
+    total = len(conditions) + 2
+    progress(0, total, "loading model")
+    clip = engine.clip(req.model, req.device, progress)
+    progress(1, total, "rendering markers")
+    images, prompt_sets = [], []
+    for k, (_, marker) in enumerate(conditions):
+        images.append(render_marker(req.image_rgb, marker))
+        suffix = marker_suffix(marker.style, marker.color, marker.style in req.marker_text) if marker else ""
+        prompt_sets.append([build_prompt(c, suffix, req.template, req.modality) for c in classes])
+        progress(2 + k, total, f"rendered {k + 1}/{len(conditions)}")
+    img = clip.encode_images(images)
+    results = []
+    for k, (name, marker) in enumerate(conditions):
+        txt = clip.encode_texts(prompt_sets[k])
+        probs = clip.probabilities(img[k:k + 1], txt)[0]
+        results.append(ConditionResult(name, marker, prompt_sets[k], probs))
+    progress(total, total, "done")
+    prov = Provenance(__version__, **clip.provenance(), extra={"template": req.template, "modality": req.modality,
+                                                               "marker_text": list(req.marker_text)})
+    return ClassifyResult(classes, results, prov)

@@ -1,0 +1,73 @@
+"""Messages between the GUI process and the worker process.  All are plain picklable dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Cancelled(Exception):
+    """Raised inside a job when it was cancelled or overtaken by a newer request on its channel."""
+
+
+@dataclass
+class Job:
+    """A request to run.  Jobs sharing a ``channel`` are interactive: only the newest one matters."""
+
+    id: int
+    request: Any
+    channel: str | None = None
+
+
+@dataclass
+class Cancel:
+    """Ask the worker to stop job ``job_id`` at its next progress step (or skip it if queued)."""
+
+    job_id: int
+
+
+@dataclass
+class Progress:
+    """``done`` of ``total`` steps (``total=0``: unknown), with a short description."""
+
+    job_id: int
+    done: int
+    total: int
+    text: str = ""
+
+
+@dataclass
+class Done:
+    job_id: int
+    result: Any
+
+
+#: Why a job failed: ``input`` (the user can fix it), ``cancelled``, ``stale`` (a newer request won),
+#: ``memory`` (out of memory), ``crash`` (the worker died), ``error`` (a bug: traceback attached).
+FAILURE_KINDS = ("input", "cancelled", "stale", "memory", "crash", "error")
+
+
+@dataclass
+class Failed:
+    job_id: int
+    kind: str
+    message: str
+    details: str = ""
+
+
+@dataclass
+class Provenance:
+    """Where a result came from; included in every result and its JSON."""
+
+    package_version: str
+    model: dict = field(default_factory=dict)
+    weights_sha256: str | None = None
+    untrained: bool = False
+    device: str = "cpu"
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = {"napari_vip_version": self.package_version, "model": self.model, "weights_sha256": self.weights_sha256,
+             "untrained": self.untrained, "device": self.device}
+        d.update(self.extra)
+        return d

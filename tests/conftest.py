@@ -1,0 +1,42 @@
+"""Shared fixtures: small real architectures with random weights, saved as checkpoints by the tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+CONFIGS = Path(__file__).parent / "configs"
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_arch() -> str:
+    """Path of a tiny open_clip ViT config (2 layers, width 64, 64x64 input): a real CLIP, fast on a CPU."""
+    return str(CONFIGS / "vip-tiny-vit.json")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_checkpoint(tmp_path_factory, tiny_clip_arch):
+    """``(arch, path)`` of a state dict saved from a randomly initialised tiny CLIP (seeded)."""
+    import torch
+
+    from napari_vip.models.clip import _create
+
+    torch.manual_seed(0)
+    model, _, _ = _create(tiny_clip_arch, "cpu")
+    path = tmp_path_factory.mktemp("ckpt") / "tiny_clip.pt"
+    torch.save(model.state_dict(), path)
+    return tiny_clip_arch, str(path)
+
+
+@pytest.fixture
+def gray_image() -> np.ndarray:
+    """``(120, 160)`` uint16 gradient with a bright square at rows 40..59, cols 70..99."""
+    img = np.tile(np.linspace(0, 1000, 160), (120, 1)).astype(np.uint16)
+    img[40:60, 70:100] = 4000
+    return img
