@@ -106,7 +106,8 @@ def read_dataset(path, pixels: bool = True):
     path : str or Path
         The file.
     pixels : bool
-        ``False`` reads the header only (fast; for sorting a series).
+        ``False`` defers reading large values such as the pixel data (fast; for sorting a
+        series): the elements are there, their bytes are read on first access.
 
     Returns
     -------
@@ -128,10 +129,10 @@ def read_dataset(path, pixels: bool = True):
         warnings.simplefilter("ignore")
         try:
             try:
-                ds = pydicom.dcmread(path, stop_before_pixels=not pixels)
+                ds = pydicom.dcmread(path, defer_size=None if pixels else 1024)
             except InvalidDicomError:
                 # no preamble/'DICM': old or raw files; accept only if real elements come out
-                ds = pydicom.dcmread(path, stop_before_pixels=not pixels, force=True)
+                ds = pydicom.dcmread(path, defer_size=None if pixels else 1024, force=True)
                 if not _plausible(ds):
                     raise VipInputError(_not_dicom_message(path)) from None
         except VipInputError:

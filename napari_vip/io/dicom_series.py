@@ -17,6 +17,7 @@ import numpy as np
 
 from ..core.errors import VipInputError
 from .dicom import (
+    _has_pixels,
     _use_preset,
     colour_values,
     decode_pixels,
@@ -75,7 +76,7 @@ def scan_files(paths) -> FolderScan:
         except VipInputError:
             scan.not_dicom.append(p)
             continue
-        if not ("Rows" in ds and "Columns" in ds):  # SR, RT structures, presentation states...
+        if not (_has_pixels(ds) and "Rows" in ds and "Columns" in ds):  # SR, RT structures...
             scan.no_pixels.append(p)
             continue
         uid = str(ds.get("SeriesInstanceUID", "") or "")
