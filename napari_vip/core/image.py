@@ -111,7 +111,7 @@ def to_model_rgb(image, contrast_limits=None, invert: bool = False, rgb: bool | 
         if span == 0:  # a constant image, or a zero-width window: a threshold
             scaled = np.where(data > low, 255.0, 0.0)
         else:
-            scaled = (data - low) * (255.0 / span)
+            scaled = (data - low) * 255.0 / span  # one rounding: exact halves stay halves
         scaled = np.where(finite, scaled, 0.0)
         out = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
     if invert:
