@@ -128,8 +128,8 @@ def crop_box(box_xyxy, hw: tuple[int, int]) -> tuple[int, int, int, int]:
                CROP_IMAGE_FRACTION * w, CROP_IMAGE_FRACTION * h)
     cx0 = int(max(0, np.floor(cx - half + 0.5)))
     cy0 = int(max(0, np.floor(cy - half + 0.5)))
-    cx1 = int(min(w - 1, np.ceil(cx + half - 0.5)))
-    cy1 = int(min(h - 1, np.ceil(cy + half - 0.5)))
+    cx1 = int(min(w - 1, np.floor(cx + half - 0.5)))
+    cy1 = int(min(h - 1, np.floor(cy + half - 0.5)))
     return cx0, cy0, cx1, cy1
 
 

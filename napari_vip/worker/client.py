@@ -46,6 +46,7 @@ class WorkerClient:
         self._latest: dict[str, int] = {}
         self.on_worker_died = on_worker_died
         self.restarts = 0
+        self._started = False
 
     # -- process -----------------------------------------------------------------------------------------------
     @property
@@ -62,6 +63,9 @@ class WorkerClient:
             return
         from .process import serve
 
+        if self._started:
+            self.restarts += 1
+        self._started = True
         self._inbox = self._ctx.Queue()
         self._outbox = self._ctx.Queue()
         self._proc = self._ctx.Process(target=serve, args=(self._inbox, self._outbox), daemon=True,
@@ -93,8 +97,6 @@ class WorkerClient:
         :class:`Failed`, ``on_progress`` a :class:`Progress`, ``on_done`` the result.
         """
         if not self.alive:
-            if self._proc is not None:
-                self.restarts += 1
             self.start()
         job = Job(next(self._ids), request, channel)
         if channel is not None:
