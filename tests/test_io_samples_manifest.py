@@ -94,3 +94,17 @@ def test_model_input_from_dicom_file_follows_window():
     mi = model_input_from_file(path)
     assert mi.rgb.shape == (64, 64, 3) and mi.rgb.dtype == np.uint8
     assert mi.window == (-200.0, 1399.0)
+
+
+def test_npe2_reads_dicom_file_and_series_folder():
+    import os
+
+    import npe2
+    from pydicom.data import get_testdata_file
+
+    npe2.PluginManager.instance().discover()
+    ((_, kwargs, _),) = npe2.read([get_testdata_file("MR_small.dcm")], stack=False, plugin_name="napari-vip")
+    assert kwargs["contrast_limits"] == (-200.0, 1399.0)
+    folder = os.path.dirname(get_testdata_file("dicomdirtests/77654033/CT2/17106"))
+    ((data, _, _),) = npe2.read([folder], stack=False, plugin_name="napari-vip")
+    assert data.shape == (4, 16, 16)
