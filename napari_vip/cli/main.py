@@ -12,6 +12,8 @@ from ..core.errors import VipInputError
 COMMANDS = [
     "napari_vip.cli.gui",
     "napari_vip.cli.classify",
+    "napari_vip.cli.concepts",
+    "napari_vip.cli.segment",
 ]
 
 

@@ -1,0 +1,271 @@
+"""Committed segmentation objects: a label image, one record per object, commit/undo, and a JSON sidecar.
+
+No Qt, no torch.  The "VIP segment" dock keeps an :class:`AnnotationStore` beside its "VIP annotations"
+Labels layer; the CLI uses the same store to write its output.
+
+Label image
+    Integer array with the image's spatial shape (``(H, W)``, or ``(..., H, W)`` for nD images); 0 is
+    background and object ``k`` has value ``k``.  A commit paints only unlabelled pixels, so committing never
+    overwrites an earlier object; undo restores exactly the pixels the last commit changed.
+Sidecar JSON (``<label file stem>.json`` unless named)
+    ``{"format": "napari-vip annotations", "version": 1, "shape": [...], "objects": [record, ...]}``; each
+    record has ``id``, ``plane`` (indices of the leading axes; ``[]`` in 2D), ``prompts`` (``boxes_xyxy``,
+    ``points_xy``, ``point_labels`` in (x, y) pixels of the plane), ``model`` (the result's provenance: model
+    spec, weights sha256, untrained flag, package version), ``score``, ``area`` (pixels), ``bbox_rc``
+    (``[r0, c0, r1, c1]``, end exclusive), ``created`` (ISO 8601 UTC time) and ``source``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .errors import VipInputError
+
+SIDECAR_FORMAT = "napari-vip annotations"
+SIDECAR_VERSION = 1
+LABEL_SUFFIXES = (".png", ".tif", ".tiff", ".npy")
+
+
+@dataclass
+class AnnotationRecord:
+    """One committed object (see the module docstring for the fields)."""
+
+    id: int
+    plane: tuple[int, ...] = ()
+    prompts: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
+    score: float | None = None
+    area: int = 0
+    bbox_rc: tuple[int, int, int, int] = (0, 0, 0, 0)
+    created: str = ""
+    source: str = "sam"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["plane"] = list(self.plane)
+        d["bbox_rc"] = list(self.bbox_rc)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AnnotationRecord":
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        known["id"] = int(known["id"])
+        known["plane"] = tuple(int(v) for v in known.get("plane", ()))
+        known["bbox_rc"] = tuple(int(v) for v in known.get("bbox_rc", (0, 0, 0, 0)))
+        return cls(**known)
+
+
+@dataclass
+class _Change:
+    id: int
+    plane: tuple[int, ...]
+    flat_index: np.ndarray  # indices into the plane (ravelled) that the commit changed
+    previous: np.ndarray
+
+
+class AnnotationStore:
+    """Label image + records + undo history.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Spatial shape of the image: ``(H, W)`` or ``(..., H, W)``.
+    labels : np.ndarray, optional
+        Existing label image of that shape (copied); ``records`` their records.
+    """
+
+    def __init__(self, shape, labels: np.ndarray | None = None, records=None):
+        self.shape = tuple(int(v) for v in shape)
+        if len(self.shape) < 2:
+            raise VipInputError(f"Annotations need a 2D or nD image shape; got {self.shape}.")
+        if labels is None:
+            self.labels = np.zeros(self.shape, dtype=np.int32)
+        else:
+            arr = np.asarray(labels)
+            if arr.shape != self.shape:
+                raise VipInputError(f"Label image has shape {arr.shape}; the image has {self.shape}.")
+            if arr.dtype.kind not in "iub":
+                raise VipInputError(f"Label image has dtype {arr.dtype}; expected integers.")
+            self.labels = arr.astype(np.int32, copy=True)
+        self.records: dict[int, AnnotationRecord] = {r.id: r for r in (records or [])}
+        self._history: list[_Change] = []
+
+    # -- ids -----------------------------------------------------------------------------------------------------
+    def next_id(self) -> int:
+        """One more than every id in use (in the records or the label image)."""
+        top = max(self.records, default=0)
+        if self.labels.size:
+            top = max(top, int(self.labels.max()))
+        return top + 1
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._history)
+
+    def plane_view(self, plane=()) -> np.ndarray:
+        plane = tuple(int(v) for v in plane)
+        if len(plane) != len(self.shape) - 2:
+            raise VipInputError(f"Plane index {plane} does not fit labels of shape {self.shape}.")
+        return self.labels[plane] if plane else self.labels
+
+    # -- commit / undo -------------------------------------------------------------------------------------------
+    def commit(self, mask: np.ndarray, plane=(), prompts: dict | None = None, provenance: dict | None = None,
+               score: float | None = None, source: str = "sam") -> int:
+        """Add ``mask`` (``(H, W)`` bool, on plane ``plane``) as a new object; returns its id.
+
+        Only unlabelled pixels are painted: earlier objects are never overwritten.  Raises
+        :class:`VipInputError` for a mask of the wrong shape, an empty mask, or one that lies wholly on
+        earlier objects.
+        """
+        view = self.plane_view(plane)
+        m = np.asarray(mask)
+        if m.shape != view.shape:
+            raise VipInputError(f"Mask has shape {m.shape}; the image plane has {view.shape}.")
+        m = m.astype(bool)
+        if not m.any():
+            raise VipInputError("The mask is empty; nothing to commit. Try another box or more positive clicks.")
+        free = m & (view == 0)
+        if not free.any():
+            raise VipInputError("Every pixel of this mask already belongs to a committed object; nothing new to add.")
+        new_id = self.next_id()
+        idx = np.flatnonzero(free)
+        flat = view.reshape(-1)  # a view: labels is C-contiguous
+        prev = flat[idx].copy()
+        flat[idx] = new_id
+        rows, cols = np.nonzero(free)
+        rec = AnnotationRecord(new_id, tuple(int(v) for v in plane), dict(prompts or {}), dict(provenance or {}),
+                               None if score is None else float(score), int(free.sum()),
+                               (int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1),
+                               datetime.now(timezone.utc).isoformat(timespec="seconds"), source)
+        self.records[new_id] = rec
+        self._history.append(_Change(new_id, rec.plane, idx, prev))
+        return new_id
+
+    def undo(self) -> AnnotationRecord | None:
+        """Take back the last commit (its pixels return to their previous values); returns its record."""
+        if not self._history:
+            return None
+        change = self._history.pop()
+        flat = self.plane_view(change.plane).reshape(-1)
+        flat[change.flat_index] = change.previous
+        return self.records.pop(change.id, None)
+
+    def clear_history(self) -> None:
+        self._history.clear()
+
+    # -- sidecar -------------------------------------------------------------------------------------------------
+    def to_sidecar(self) -> dict:
+        return {"format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "shape": list(self.shape),
+                "objects": [self.records[k].to_dict() for k in sorted(self.records)]}
+
+    def save(self, label_path, sidecar_path=None) -> tuple[str, str]:
+        """Write the label image (PNG/TIFF/NumPy by extension) and the JSON sidecar; returns both paths."""
+        return write_annotations_files(label_path, self.labels, self.to_sidecar(), sidecar_path)
+
+    @classmethod
+    def load(cls, label_path, sidecar_path=None) -> "AnnotationStore":
+        """Read a label image and its sidecar back (sidecar default: :func:`sidecar_for`)."""
+        labels = read_label_image(label_path)
+        side = Path(sidecar_path) if sidecar_path else sidecar_for(label_path)
+        records = []
+        if side.is_file():
+            data = read_sidecar(side)
+            if data["shape"] != list(labels.shape):
+                raise VipInputError(f"Sidecar {str(side)!r} describes shape {tuple(data['shape'])}, but "
+                                    f"{str(label_path)!r} has {labels.shape}; they do not belong together.")
+            records = [AnnotationRecord.from_dict(o) for o in data["objects"]]
+        present = set(np.unique(labels).tolist()) - {0}
+        known = {r.id for r in records}
+        for k in sorted(present - known):  # objects without a record (e.g. painted by hand)
+            records.append(AnnotationRecord(int(k), source="unknown", area=int((labels == k).sum())))
+        return cls(labels.shape, labels, records)
+
+
+def sidecar_for(label_path) -> Path:
+    """``mask.png`` -> ``mask.json`` (the default sidecar next to a label image)."""
+    p = Path(label_path)
+    return p.with_suffix(".json")
+
+
+def read_sidecar(path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise VipInputError(f"Sidecar {str(path)!r} is not valid JSON: line {exc.lineno}: {exc.msg}.") from None
+    except OSError as exc:
+        raise VipInputError(f"Could not read sidecar {str(path)!r}: {exc}.") from None
+    if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
+        raise VipInputError(f"{str(path)!r} is not a napari-vip annotations sidecar (no format "
+                            f"{SIDECAR_FORMAT!r}).")
+    if not isinstance(data.get("objects"), list) or not isinstance(data.get("shape"), list):
+        raise VipInputError(f"Sidecar {str(path)!r} lacks its 'shape' or 'objects'.")
+    return data
+
+
+def read_label_image(path) -> np.ndarray:
+    """Integer label image from PNG, TIFF or NumPy ``.npy``."""
+    p = Path(path)
+    if not p.is_file():
+        raise VipInputError(f"Label image {str(p)!r} does not exist.")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".npy":
+            arr = np.load(p, allow_pickle=False)
+        elif suffix in (".tif", ".tiff"):
+            import tifffile
+
+            arr = tifffile.imread(p)
+        elif suffix == ".png":
+            from PIL import Image
+
+            arr = np.asarray(Image.open(p))
+        else:
+            raise VipInputError(f"Label image {str(p)!r}: use {', '.join(LABEL_SUFFIXES)}.")
+    except VipInputError:
+        raise
+    except Exception as exc:
+        raise VipInputError(f"Could not read label image {str(p)!r}: {exc}.") from None
+    if arr.dtype.kind not in "iub":
+        raise VipInputError(f"{str(p)!r} holds {arr.dtype} values, not integer labels.")
+    return arr
+
+
+def write_annotations_files(label_path, labels, sidecar: dict, sidecar_path=None) -> tuple[str, str]:
+    """Write ``labels`` by extension and ``sidecar`` as JSON; returns ``(label_path, sidecar_path)``."""
+    from ..io.labels_writers import write_labels_npy, write_labels_png, write_labels_tiff
+
+    p = Path(label_path)
+    suffix = p.suffix.lower()
+    writers = {".png": write_labels_png, ".tif": write_labels_tiff, ".tiff": write_labels_tiff,
+               ".npy": write_labels_npy}
+    if suffix not in writers:
+        raise VipInputError(f"Save annotations as {', '.join(LABEL_SUFFIXES)}; {p.name!r} has another extension.")
+    written = writers[suffix](str(p), labels, {})[0]
+    side = Path(sidecar_path) if sidecar_path else sidecar_for(written)
+    side.parent.mkdir(parents=True, exist_ok=True)
+    side.write_text(json.dumps(sidecar, indent=2))
+    return written, str(side)
+
+
+def write_annotations(path, data, attributes: dict | None = None) -> list[str]:
+    """npe2 writer: a Labels layer as a label image plus the JSON sidecar of its objects.
+
+    The records come from ``attributes['metadata']['vip_annotations']`` (the list the "VIP segment" dock
+    keeps there); label values without a record are listed with ``source: "unknown"``.
+    """
+    meta = (attributes or {}).get("metadata") or {}
+    records = [AnnotationRecord.from_dict(d) for d in meta.get("vip_annotations", [])]
+    arr = np.asarray(data)
+    store = AnnotationStore(arr.shape, arr, [r for r in records])
+    present = set(np.unique(arr).tolist()) - {0}
+    for k in sorted(present - set(store.records)):
+        store.records[int(k)] = AnnotationRecord(int(k), source="unknown", area=int((arr == k).sum()))
+    for k in list(store.records):
+        if k not in present:
+            del store.records[k]
+    return list(store.save(path))
