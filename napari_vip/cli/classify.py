@@ -25,6 +25,11 @@ def add_parser(sub) -> None:
     add_window_args(p)
     add_model_args(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--concepts", metavar="LIBRARY.json", default=None,
+                   help="score each class by the mean of its concept embeddings from this symptom library "
+                        "('default': the bundled library merged with yours); reports each class's best concept")
+    p.add_argument("--concept-template", default=None,
+                   help="sentence per concept with {c} {concept} {modality} {suffix} (with --concepts)")
     p.set_defaults(func=run)
 
 
@@ -34,6 +39,10 @@ def run(args) -> int:
     from ..worker.classify import ClassifyRequest
     from ..worker.engine import Engine, ProgressReporter
 
+    if getattr(args, "concepts", None):
+        from .concepts import run_classify_with_concepts
+
+        return run_classify_with_concepts(args)
     image = model_image(args)
     notes = list(image.notes)
     markers = []
