@@ -113,6 +113,8 @@ def _kind(value) -> str:
         return "an object"
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, str):
+        return "a string"
     return type(value).__name__
 
 
