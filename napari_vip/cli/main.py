@@ -14,6 +14,7 @@ COMMANDS = [
     "napari_vip.cli.classify",
     "napari_vip.cli.concepts",
     "napari_vip.cli.segment",
+    "napari_vip.cli.attention",
 ]
 
 

@@ -18,6 +18,7 @@ JOB_MODULES = [
     "napari_vip.worker.concepts",
     "napari_vip.worker.segment",
     "napari_vip.worker.selftest",
+    "napari_vip.worker.attention",
 ]
 
 _HANDLERS: dict[type, Callable] = {}
