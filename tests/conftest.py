@@ -8,8 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    """pytest-xvfb gives napari's canvas an OpenGL context on a virtual display; without one, Qt runs
+    offscreen (widget code works, napari canvases need OpenGL and fail there)."""
+    if not os.environ.get("DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 CONFIGS = Path(__file__).parent / "configs"
 

@@ -1,6 +1,5 @@
 """CLIP loading from specs and checkpoints, safety, and zero-shot numbers against open_clip itself."""
 
-import pickle
 
 import numpy as np
 import pytest

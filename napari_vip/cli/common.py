@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import VipInputError
 from ..models.device import DEVICES
 from ..models.spec import DEFAULT_CLIP_ARCH, ModelSpec
 
@@ -33,44 +31,30 @@ def model_spec_from_args(args) -> ModelSpec:
 
 
 def add_window_args(p) -> None:
-    """``--window LOW HIGH`` and ``--invert`` for the model-input conversion."""
+    """``--window LOW HIGH``, ``--preset NAME``, ``--invert`` and ``--index`` for the model-input conversion."""
+    from ..io.windows import WINDOW_PRESETS
+
     p.add_argument("--window", nargs=2, type=float, metavar=("LOW", "HIGH"), default=None,
-                   help="contrast limits (default: the image's min and max; uint8 colour passes through)")
-    p.add_argument("--invert", action="store_true", help="invert the windowed image (MONOCHROME1)")
+                   help="contrast limits (default: the file's window, else min and max; uint8 colour passes through)")
+    p.add_argument("--preset", choices=sorted(WINDOW_PRESETS), default=None, help="CT window preset for DICOM")
+    p.add_argument("--invert", action="store_true", default=None, help="invert the windowed image (MONOCHROME1)")
+    p.add_argument("--index", nargs="+", type=int, default=(), metavar="I",
+                   help="plane of a stack: indices into the axes before the image plane (default: the middle)")
 
 
 def read_image(path) -> np.ndarray:
-    """Read a 2D image file (PNG/JPEG/TIFF/NumPy ``.npy``, or any format the napari-vip readers open).
+    """The array stored in an image file (any format :func:`napari_vip.io.open_image.open_image` reads)."""
+    from ..io.open_image import open_image
 
-    Returns the array as stored: ``(H, W)`` or ``(H, W, 3|4)``.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise VipInputError(f"Image file {str(p)!r} does not exist.")
-    if p.suffix.lower() == ".npy":
-        return np.load(p, allow_pickle=False)
-    try:
-        from ..io import read_any  # DICOM/NIfTI, when available
-    except ImportError:
-        read_any = None
-    if read_any is not None:
-        arr = read_any(str(p))
-        if arr is not None:
-            return arr
-    try:
-        from skimage.io import imread
-
-        return np.asarray(imread(str(p)))
-    except Exception as exc:
-        raise VipInputError(f"Could not read image {str(p)!r}: {exc}.") from None
+    return open_image(path)[0]
 
 
 def model_image(args):
-    """The ``ModelImage`` for ``args.image`` with ``--window/--invert``."""
-    from ..core.image import to_model_rgb
+    """The :class:`~napari_vip.core.image.ModelImage` of ``args.image`` as napari would show it."""
+    from ..io.open_image import model_input_from_file
 
-    arr = read_image(args.image)
-    return to_model_rgb(arr, contrast_limits=args.window, invert=args.invert)
+    return model_input_from_file(args.image, tuple(args.index), window=args.preset, limits=args.window,
+                                 invert=args.invert)
 
 
 def emit(result: dict, as_json: bool, text: str) -> None:

@@ -28,11 +28,14 @@ class ModelImage:
         ``(low, high)`` data values mapped to 0 and 255 (``None`` for uint8 RGB passed through).
     notes : list of str
         Things the user should know (non-finite pixels replaced, alpha dropped...).
+    invert : bool
+        Whether the windowed image was inverted.
     """
 
     rgb: np.ndarray
     window: tuple[float, float] | None
     notes: list[str] = field(default_factory=list)
+    invert: bool = False
 
 
 def check_plane(image, rgb: bool | None = None) -> np.ndarray:
@@ -118,7 +121,7 @@ def to_model_rgb(image, contrast_limits=None, invert: bool = False, rgb: bool | 
         out = 255 - out
     if out.ndim == 2:
         out = np.repeat(out[..., None], 3, axis=-1)
-    return ModelImage(np.ascontiguousarray(out), window, notes)
+    return ModelImage(np.ascontiguousarray(out), window, notes, bool(invert))
 
 
 def resize_rgb(rgb: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:

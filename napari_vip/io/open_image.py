@@ -66,7 +66,8 @@ def _read_plain(p: Path) -> np.ndarray:
         raise VipInputError(f"{p.name} could not be read as an image ({type(err).__name__}: {err}).") from err
 
 
-def model_input_from_file(path, index: tuple[int, ...] = (), window: str | None = None):
+def model_input_from_file(path, index: tuple[int, ...] = (), window: str | None = None,
+                          limits: tuple[float, float] | None = None, invert: bool | None = None):
     """The model's uint8 RGB view of one 2D plane of ``path``, windowed as napari shows it.
 
     Parameters
@@ -77,6 +78,10 @@ def model_input_from_file(path, index: tuple[int, ...] = (), window: str | None 
         Empty means the middle plane of each leading axis.
     window : str, optional
         CT preset instead of the file's window.
+    limits : (float, float), optional
+        Explicit contrast limits, overriding the file's window and ``window``.
+    invert : bool, optional
+        Override the file's inversion (MONOCHROME1).
 
     Returns
     -------
@@ -100,7 +105,13 @@ def model_input_from_file(path, index: tuple[int, ...] = (), window: str | None 
             raise VipInputError(f"Index {index} is outside the array's leading shape {data.shape[:lead]}.")
     plane = data[tuple(index)]
     meta = kwargs.get("metadata") or {}
-    limits = meta.get("vip_window", kwargs.get("contrast_limits"))
-    if rgb and plane.dtype == np.uint8:
-        limits = None
-    return to_model_rgb(plane, limits, bool(meta.get("vip_invert", False)), rgb)
+    if limits is None:
+        limits = meta.get("vip_window", kwargs.get("contrast_limits"))
+        if rgb and plane.dtype == np.uint8:
+            limits = None
+    if invert is None:
+        invert = bool(meta.get("vip_invert", False))
+    image = to_model_rgb(plane, limits, invert, rgb)
+    if lead:
+        image.notes.insert(0, f"plane {tuple(int(i) for i in index)} of an array of shape {data.shape}")
+    return image

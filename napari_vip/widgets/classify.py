@@ -10,7 +10,7 @@ from ..core.errors import VipInputError
 from ..core.markers import COLORS, STYLES, render_marker
 from ..core.prompts import DEFAULT_TEMPLATE, MODALITIES, SUFFIXES, check_classes, check_template
 from ..layers import (MARKERS_LAYER, ensure_markers_layer, markers_from_layer, model_input, shape_color,
-                      shape_style, sync_arrows_layer)
+                      sync_arrows_layer)
 from ..worker.classify import ClassifyRequest
 from .model_picker import ModelPicker
 from .results_view import ProbabilityTable
