@@ -197,7 +197,8 @@ def read_library_file(path) -> dict[str, list[str]]:
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise VipInputError(f"Symptom library {str(p)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+        raise VipInputError(f"Symptom library {str(p)!r} is not UTF-8 text ({exc.reason} at byte {exc.start})."
+                            ) from None
     return parse_library(text, repr(str(p)))
 
 
