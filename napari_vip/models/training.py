@@ -1,0 +1,617 @@
+"""Training and evaluating learned prompts (ViP, CoOp) on a frozen CLIP, and the learned-prompts file.
+
+The pieces, each usable alone:
+
+- :class:`TrainConfig` — hyper-parameters (defaults of the ViP/CoOp papers: SGD lr 0.002, momentum 0.9,
+  weight decay 5e-4, cosine schedule after one warm-up epoch at lr 1e-5, batch 32);
+- :func:`encode_images` — frozen CLIP image features of labelled images;
+- :func:`train_prompts` — the training loop (features cached once when there is no augmentation);
+- :func:`classification_metrics` — accuracy, balanced accuracy, macro one-vs-rest AUROC, per-class report;
+- :func:`run_learning` — split, zero-shot baselines, train ViP and/or CoOp, evaluate all on the same split;
+- :class:`LearnedPrompts` — the saved artifact (plain tensors + JSON metadata, ``weights_only`` loadable).
+
+Every long step calls ``progress(done, total, text)``; a progress callback that raises (the worker's
+:class:`~napari_vip.worker.engine.ProgressReporter` on cancel) stops training cleanly.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..core.errors import VipInputError
+
+FILE_FORMAT = "napari-vip-learned-prompts"
+FILE_VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of prompt learning (all configurable; defaults follow CoOp/ViP)."""
+
+    method: str = "vip"
+    n_ctx: int = 4
+    class_specific: bool = False
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 0.002
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 1
+    warmup_lr: float = 1e-5
+    val_fraction: float = 0.2
+    seed: int = 0
+    augment: bool = False
+    cache_features: bool = True
+    init_std: float = 0.02
+
+    def __post_init__(self):
+        from .prompt_learning import METHODS
+
+        if self.method not in METHODS:
+            raise VipInputError(f"Unknown method {self.method!r}; choose one of {', '.join(METHODS)}.")
+        if self.epochs < 1 or self.batch_size < 1 or self.n_ctx < 1:
+            raise VipInputError("Epochs, batch size and number of context vectors must be at least 1.")
+        if not self.lr > 0:
+            raise VipInputError(f"Learning rate {self.lr} must be positive.")
+
+    @property
+    def caches(self) -> bool:
+        """Image features are computed once (no augmentation and caching on)."""
+        return self.cache_features and not self.augment
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of ``epoch`` (from 0): ``warmup_lr`` for the warm-up epochs, then cosine from ``lr``."""
+        if epoch < self.warmup_epochs:
+            return self.warmup_lr
+        return 0.5 * self.lr * (1 + math.cos(math.pi * epoch / max(self.epochs, 1)))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# -- images -> features -----------------------------------------------------------------------------------------
+def _augment(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random crop of 80-100% of each side and a horizontal flip half of the time; uint8 in and out."""
+    h, w = rgb.shape[:2]
+    s = rng.uniform(0.8, 1.0)
+    ch, cw = max(1, int(h * s)), max(1, int(w * s))
+    r0, c0 = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+    out = rgb[r0:r0 + ch, c0:c0 + cw]
+    if rng.random() < 0.5:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out)
+
+
+def encode_images(clip, data, indices, batch_size: int = 32, progress=None, augment_rng=None, label: str = "images"):
+    """L2-normalised CLIP image features of ``data`` images ``indices``: ``(N, D)`` float32 tensor.
+
+    Runs under ``torch.no_grad`` (not inference mode, so the features can enter the prompt graph).
+    ``augment_rng`` (a numpy Generator) applies random crops/flips.  ``progress(done, total, text)`` per batch.
+    """
+    import torch
+    from PIL import Image
+
+    indices = list(np.asarray(indices, dtype=np.int64))
+    out = []
+    total = max(1, math.ceil(len(indices) / batch_size))
+    for b in range(0, len(indices), batch_size):
+        batch = []
+        for i in indices[b:b + batch_size]:
+            rgb = data.read(int(i))
+            if augment_rng is not None:
+                rgb = _augment(rgb, augment_rng)
+            batch.append(clip.preprocess(Image.fromarray(rgb)))
+        with torch.no_grad():
+            f = clip.model.encode_image(torch.stack(batch).to(clip.device))
+            out.append(torch.nn.functional.normalize(f.float(), dim=-1))
+        if progress is not None:
+            progress(b // batch_size + 1, total, f"encoding {label} {min(b + batch_size, len(indices))}/{len(indices)}")
+    if not out:
+        return torch.zeros(0, 1)
+    return torch.cat(out)
+
+
+# -- metrics ----------------------------------------------------------------------------------------------------
+def _auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties counted half); NaN without both classes."""
+    from scipy.stats import rankdata
+
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def classification_metrics(probabilities, labels, classes: list[str]) -> dict:
+    """Accuracy, balanced accuracy, macro one-vs-rest AUROC and a per-class report.
+
+    Parameters
+    ----------
+    probabilities : array-like
+        ``(N, C)`` class probabilities (or any scores; argmax is the prediction).
+    labels : array-like
+        ``(N,)`` int class indices.
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``balanced_accuracy``, ``auroc_macro`` (mean over classes with both positives and
+        negatives; NaN if none), ``n``, and ``per_class[c] = {precision, recall, f1, auroc, support}``.
+    """
+    p = np.asarray(probabilities, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    pred = p.argmax(axis=1) if len(p) else np.zeros(0, dtype=np.int64)
+    per, recalls, aucs = {}, [], []
+    for k, c in enumerate(classes):
+        pos = y == k
+        tp = int(((pred == k) & pos).sum())
+        n_pred = int((pred == k).sum())
+        support = int(pos.sum())
+        precision = tp / n_pred if n_pred else 0.0
+        recall = tp / support if support else float("nan")
+        f1 = 2 * precision * recall / (precision + recall) if support and (precision + recall) > 0 else 0.0
+        auc = _auroc(p[:, k], pos) if len(p) else float("nan")
+        per[c] = {"precision": precision, "recall": recall, "f1": f1, "auroc": auc, "support": support}
+        if support:
+            recalls.append(recall)
+        if not math.isnan(auc):
+            aucs.append(auc)
+    return {"n": int(len(y)), "accuracy": float((pred == y).mean()) if len(y) else float("nan"),
+            "balanced_accuracy": float(np.mean(recalls)) if recalls else float("nan"),
+            "auroc_macro": float(np.mean(aucs)) if aucs else float("nan"), "per_class": per}
+
+
+# -- training ---------------------------------------------------------------------------------------------------
+@dataclass
+class EpochRecord:
+    """One epoch of training: mean training loss and accuracy; validation figures when there is a split."""
+
+    epoch: int
+    lr: float
+    train_loss: float
+    train_accuracy: float
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainOutcome:
+    learner: object  # PromptLearner holding the best state
+    history: list[EpochRecord]
+    best_epoch: int
+    seconds: float
+
+
+def build_learner(clip, classes, descriptors, config: TrainConfig):
+    """A :class:`~napari_vip.models.prompt_learning.PromptLearner` on ``clip`` with CLIP frozen."""
+    import torch
+
+    from .prompt_learning import PromptLearner, TextTower
+
+    for p in clip.model.parameters():
+        p.requires_grad_(False)
+    torch.manual_seed(config.seed)
+    tower = TextTower(clip.model, clip.tokenizer)
+    return PromptLearner(tower, classes, descriptors, config.method, config.n_ctx, config.class_specific,
+                         clip.logit_scale(), config.init_std)
+
+
+def _emit(progress, done, total, text):
+    if progress is not None:
+        progress(done, total, text)
+
+
+def train_prompts(clip, data, descriptors, config: TrainConfig, train_idx, val_idx=None, progress=None,
+                  train_features=None, val_features=None, step_offset: int = 0, total_steps: int | None = None,
+                  on_epoch=None) -> TrainOutcome:
+    """Train a prompt learner on ``data[train_idx]``; keep the state of the best validation epoch.
+
+    Parameters
+    ----------
+    clip : ClipModel
+        Frozen; only prompt parameters get gradients.
+    data : LabelledImages
+    descriptors : dict or None
+        ``{class: [descriptor, ...]}`` (ViP).
+    train_idx, val_idx : array-like of int
+    train_features, val_features : torch.Tensor, optional
+        Precomputed ``(N, D)`` normalised features (used when ``config.caches``; computed here otherwise).
+    progress : callable, optional
+        ``progress(done, total, text)``; one step per epoch (``total`` = epochs unless ``total_steps``).
+        The text of an epoch's last report is :func:`format_epoch` of its record.
+    on_epoch : callable, optional
+        ``on_epoch(EpochRecord)`` after each epoch.
+
+    The best epoch has the highest validation accuracy (ties: lower validation loss); without a
+    validation split, the lowest training loss.
+    """
+    import torch
+
+    t_start = time.perf_counter()
+    train_idx = np.asarray(train_idx, dtype=np.int64)
+    val_idx = np.asarray(val_idx if val_idx is not None else [], dtype=np.int64)
+    if len(train_idx) == 0:
+        raise VipInputError("No training images left after the split; add images or lower the validation fraction.")
+    total = total_steps or config.epochs
+    learner = build_learner(clip, data.classes, descriptors, config)
+    dev = clip.device
+    y_train = torch.as_tensor(data.labels[train_idx], device=dev)
+    y_val = torch.as_tensor(data.labels[val_idx], device=dev)
+    if config.caches and train_features is None:
+        train_features = encode_images(clip, data, train_idx, config.batch_size)
+    if len(val_idx) and val_features is None:
+        val_features = encode_images(clip, data, val_idx, config.batch_size)
+    params = [p for p in learner.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    gen = np.random.default_rng(config.seed)
+    aug_rng = np.random.default_rng(config.seed + 1) if config.augment else None
+    history: list[EpochRecord] = []
+    best_key, best_state, best_epoch = None, None, 0
+    n_batches = math.ceil(len(train_idx) / config.batch_size)
+    for epoch in range(config.epochs):
+        t0 = time.perf_counter()
+        lr = config.lr_at(epoch)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        order = gen.permutation(len(train_idx))
+        learner.train()
+        loss_sum, correct = 0.0, 0
+        for b in range(n_batches):
+            sel = order[b * config.batch_size:(b + 1) * config.batch_size]
+            if config.caches:
+                feats = train_features[torch.as_tensor(sel, device=train_features.device)]
+            else:
+                feats = encode_images(clip, data, train_idx[sel], config.batch_size, augment_rng=aug_rng)
+            target = y_train[torch.as_tensor(sel, device=dev)]
+            logits = learner(feats)
+            loss = torch.nn.functional.cross_entropy(logits, target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += float(loss.detach()) * len(sel)
+            correct += int((logits.detach().argmax(1) == target).sum())
+            _emit(progress, step_offset + epoch, total,
+                  f"{config.method} epoch {epoch + 1}/{config.epochs}: batch {b + 1}/{n_batches}")
+        rec = EpochRecord(epoch + 1, lr, loss_sum / len(train_idx), correct / len(train_idx))
+        learner.eval()
+        if len(val_idx):
+            with torch.no_grad():
+                vl = learner(val_features)
+                rec.val_loss = float(torch.nn.functional.cross_entropy(vl, y_val))
+                rec.val_accuracy = float((vl.argmax(1) == y_val).float().mean())
+            key = (rec.val_accuracy, -rec.val_loss)
+        else:
+            key = (-rec.train_loss,)
+        if best_key is None or key > best_key:
+            best_key, best_epoch = key, rec.epoch
+            best_state = copy.deepcopy(learner.trainable_state())
+        rec.seconds = time.perf_counter() - t0
+        history.append(rec)
+        if on_epoch is not None:
+            on_epoch(rec)
+        _emit(progress, step_offset + epoch + 1, total, format_epoch(config.method, rec, config.epochs))
+    learner.load_trainable_state(best_state)
+    learner.eval()
+    return TrainOutcome(learner, history, best_epoch, time.perf_counter() - t_start)
+
+
+def format_epoch(method: str, rec: EpochRecord, epochs: int) -> str:
+    """``"vip epoch 3/10 loss 0.512 acc 0.750 val_loss 0.600 val_acc 0.700"`` (parsed by :func:`parse_epoch`)."""
+    text = f"{method} epoch {rec.epoch}/{epochs} loss {rec.train_loss:.4f} acc {rec.train_accuracy:.4f}"
+    if rec.val_loss is not None:
+        text += f" val_loss {rec.val_loss:.4f} val_acc {rec.val_accuracy:.4f}"
+    return text
+
+
+def parse_epoch(text: str) -> dict | None:
+    """The numbers of a :func:`format_epoch` line, or ``None`` for other progress texts."""
+    parts = text.split()
+    if len(parts) < 7 or parts[1] != "epoch" or parts[3] != "loss" or "/" not in parts[2]:
+        return None
+    try:
+        epoch, epochs = (int(v) for v in parts[2].split("/"))
+        out = {"method": parts[0], "epoch": epoch, "epochs": epochs}
+        for name, value in zip(parts[3::2], parts[4::2]):
+            out[name] = float(value)
+    except ValueError:
+        return None
+    return out
+
+
+# -- zero-shot baselines ----------------------------------------------------------------------------------------
+def zero_shot_class_features(clip, classes, template: str, modality: str):
+    """``(C, D)`` normalised text features of one class-name prompt per class."""
+    from ..core.prompts import build_prompt
+
+    prompts = [build_prompt(c, "", template, modality) for c in classes]
+    return clip.encode_texts(prompts).clone(), prompts
+
+
+def zero_shot_descriptor_features(clip, classes, descriptors):
+    """``(C, D)``: each class's normalised mean of its normalised descriptor features."""
+    import torch
+
+    from .prompt_learning import descriptor_text
+
+    feats = []
+    for c in classes:
+        f = clip.encode_texts([descriptor_text(d) for d in descriptors[c]]).clone()
+        feats.append(torch.nn.functional.normalize(f.mean(0), dim=-1))
+    return torch.stack(feats)
+
+
+def _scores(clip, image_features, class_features) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        logits = clip.logit_scale() * image_features.float() @ class_features.float().T
+        return torch.softmax(logits, dim=-1).double().cpu().numpy()
+
+
+# -- the whole run ----------------------------------------------------------------------------------------------
+@dataclass
+class LearningRun:
+    """What :func:`run_learning` produced: learned prompts per method and the comparison on one split."""
+
+    prompts: dict  # method -> LearnedPrompts
+    histories: dict  # method -> list[EpochRecord]
+    evaluation: dict  # row name -> metrics dict (zero-shot rows included)
+    split: dict  # {"train": n, "val": n, "evaluated_on": "val"|"train", "seed": s}
+    seconds: dict = field(default_factory=dict)
+
+
+def run_learning(clip, data, descriptors, config: TrainConfig, methods=None, template: str | None = None,
+                 modality: str | None = None, progress=None, on_epoch=None) -> LearningRun:
+    """Split ``data``, train each method of ``methods`` (default ``[config.method]``) and compare.
+
+    Evaluation uses the validation split (or the training images when there is none) for the zero-shot
+    baselines (class names; descriptors when given) and each trained method.
+    ``on_epoch(method, EpochRecord)`` follows training live.
+    """
+    from ..core.datasets import split_indices
+    from ..core.prompts import DEFAULT_MODALITY, DEFAULT_TEMPLATE
+
+    methods = list(dict.fromkeys(methods or [config.method]))
+    template = template or DEFAULT_TEMPLATE
+    modality = modality or DEFAULT_MODALITY
+    if "vip" in methods:
+        from .prompt_learning import check_descriptors
+
+        descriptors = check_descriptors(data.classes, descriptors, modality)
+    elif descriptors:
+        try:
+            from .prompt_learning import check_descriptors
+
+            descriptors = check_descriptors(data.classes, descriptors, modality)
+        except VipInputError:
+            descriptors = None
+    train_idx, val_idx = split_indices(data.labels, config.val_fraction, config.seed)
+    eval_idx = val_idx if len(val_idx) else train_idx
+    n_enc = math.ceil(len(data) / config.batch_size)
+    total = n_enc + config.epochs * len(methods) + 1
+    seconds = {}
+
+    def enc_progress(done, tot, text):
+        _emit(progress, done, total, text)
+
+    t0 = time.perf_counter()
+    all_idx = np.concatenate([train_idx, val_idx])
+    feats = encode_images(clip, data, all_idx, config.batch_size, enc_progress)
+    seconds["encode_images"] = time.perf_counter() - t0
+    train_f, val_f = feats[:len(train_idx)], feats[len(train_idx):]
+    eval_f = val_f if len(val_idx) else train_f
+    y_eval = data.labels[eval_idx]
+    evaluation = {}
+    zs, zs_prompts = zero_shot_class_features(clip, data.classes, template, modality)
+    evaluation["zero-shot (class names)"] = classification_metrics(_scores(clip, eval_f, zs), y_eval, data.classes)
+    if descriptors:
+        zd = zero_shot_descriptor_features(clip, data.classes, descriptors)
+        evaluation["zero-shot (descriptors)"] = classification_metrics(_scores(clip, eval_f, zd), y_eval,
+                                                                       data.classes)
+    prompts, histories = {}, {}
+    for m, method in enumerate(methods):
+        cfg = TrainConfig(**{**config.to_dict(), "method": method})
+        outcome = train_prompts(clip, data, descriptors if method == "vip" else None, cfg, train_idx, val_idx,
+                                progress, train_f if cfg.caches else None, val_f if len(val_idx) else None,
+                                step_offset=n_enc + m * config.epochs, total_steps=total,
+                                on_epoch=(lambda rec, meth=method: on_epoch(meth, rec)) if on_epoch else None)
+        seconds[method] = outcome.seconds
+        import torch
+
+        with torch.no_grad():
+            scores = _scores(clip, eval_f, outcome.learner.class_features())
+        metrics = classification_metrics(scores, y_eval, data.classes)
+        evaluation[METHOD_NAMES[method]] = metrics
+        histories[method] = outcome.history
+        prompts[method] = LearnedPrompts.from_learner(
+            outcome.learner, clip, cfg,
+            metrics={"evaluated_on": "val" if len(val_idx) else "train", method: metrics,
+                     "zero-shot (class names)": evaluation["zero-shot (class names)"],
+                     "best_epoch": outcome.best_epoch},
+            history=[r.to_dict() for r in outcome.history],
+            data={"source": data.source, "counts": data.counts(), "train": int(len(train_idx)),
+                  "val": int(len(val_idx))})
+    _emit(progress, total, total, "done")
+    split = {"train": int(len(train_idx)), "val": int(len(val_idx)),
+             "evaluated_on": "val" if len(val_idx) else "train", "seed": config.seed,
+             "val_fraction": config.val_fraction, "zero_shot_prompts": zs_prompts}
+    return LearningRun(prompts, histories, evaluation, split, seconds)
+
+
+METHOD_NAMES = {"vip": "ViP (context + merge prompts)", "coop": "CoOp (context + class name)"}
+
+
+# -- the artifact -----------------------------------------------------------------------------------------------
+@dataclass
+class LearnedPrompts:
+    """Learned prompts and where they came from; saved with ``torch.save`` as plain tensors + JSON text.
+
+    Attributes
+    ----------
+    method : str
+    classes : list of str
+    descriptors : dict
+        ``{class: [descriptor, ...]}`` the prompts were built from (CoOp: ``{class: [class]}``).
+    state : dict
+        ``{name: torch.Tensor}`` the learned tensors (context vectors; query, W_q, W_k for ViP).
+    model : dict
+        The CLIP :class:`~napari_vip.models.spec.ModelSpec` as a dict.
+    weights_sha256 : str or None
+        Of the CLIP weight file (``None`` for an untrained model).
+    config : dict
+        :class:`TrainConfig` fields.
+    metrics, history, data : dict / list
+        Evaluation, per-epoch training record, and what the prompts were trained on.
+    """
+
+    method: str
+    classes: list[str]
+    descriptors: dict
+    state: dict
+    model: dict
+    weights_sha256: str | None
+    config: dict
+    metrics: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+    data: dict = field(default_factory=dict)
+    embed_dim: int = 0
+    text_width: int = 0
+    napari_vip_version: str = ""
+    created: str = ""
+
+    @property
+    def untrained(self) -> bool:
+        return bool(self.model.get("untrained"))
+
+    @classmethod
+    def from_learner(cls, learner, clip, config: TrainConfig, metrics=None, history=None, data=None):
+        from .. import __version__
+
+        tower = learner.context.tower
+        return cls(learner.method, list(learner.classes), {c: list(v) for c, v in learner.descriptors.items()},
+                   learner.trainable_state(), clip.spec.to_dict(), clip.sha256, config.to_dict(), metrics or {},
+                   history or [], data or {}, tower.embed_dim, tower.width, __version__,
+                   time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+    def meta(self) -> dict:
+        d = asdict(self)
+        d.pop("state")
+        return d
+
+    def save(self, path) -> str:
+        """Write ``{"format", "version", "meta": JSON text, "tensors": {name: tensor}}`` to ``path``."""
+        import torch
+
+        p = Path(path).expanduser()
+        if p.parent and not p.parent.exists():
+            raise VipInputError(f"Folder {str(p.parent)!r} for the learned prompts does not exist.")
+        payload = {"format": FILE_FORMAT, "version": FILE_VERSION,
+                   "meta": json.dumps(self.meta(), default=_json_default, allow_nan=True),
+                   "tensors": {k: v.detach().cpu().contiguous() for k, v in self.state.items()}}
+        torch.save(payload, str(p))
+        return str(p)
+
+    @classmethod
+    def load(cls, path) -> "LearnedPrompts":
+        """Read a learned-prompts file with ``torch.load(weights_only=True)``; refuses anything else."""
+        import pickle
+
+        import torch
+
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise VipInputError(f"Learned prompts file {str(p)!r} does not exist.")
+        try:
+            payload = torch.load(str(p), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise VipInputError(f"Refused to load {str(p)!r}: it carries code or objects other than tensors; "
+                                "it is not a napari-vip learned-prompts file.") from None
+        except (RuntimeError, EOFError, OSError, ValueError) as exc:
+            raise VipInputError(f"Could not read learned prompts {str(p)!r} ({str(exc).splitlines()[0][:200]}).") \
+                from None
+        if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
+            raise VipInputError(f"{str(p)!r} is not a napari-vip learned-prompts file (make one with "
+                                "`napari-vip learn` or the VIP learn dock).")
+        if payload.get("version") != FILE_VERSION:
+            raise VipInputError(f"{str(p)!r} has learned-prompts format version {payload.get('version')}; this "
+                                f"napari-vip reads version {FILE_VERSION}.")
+        meta = json.loads(payload["meta"])
+        fields = {k: meta[k] for k in cls.__dataclass_fields__ if k in meta and k != "state"}
+        return cls(state=dict(payload["tensors"]), **fields)
+
+    def check_model(self, clip) -> list[str]:
+        """Refuse a CLIP model other than the one the prompts were learned with; returns notes.
+
+        Same architecture and, for real weights, the same weights sha256.  Untrained models of the same
+        architecture are accepted with a note (their random weights differ between loads).
+        """
+        mine = self.model
+        theirs = clip.spec.to_dict()
+        desc = _describe(mine, self.weights_sha256)
+        if mine.get("arch") != theirs.get("arch") or bool(mine.get("untrained")) != bool(theirs.get("untrained")) \
+                or (not clip.untrained and self.weights_sha256 != clip.sha256):
+            raise VipInputError(
+                f"These learned prompts were trained with CLIP {desc}; the chosen model is "
+                f"{_describe(theirs, clip.sha256)}. Prompts only work with the model they were learned on: "
+                "choose that model, or learn prompts for this one.")
+        notes = []
+        if clip.untrained:
+            notes.append("learned prompts and model are both untrained (random weights): scores are meaningless")
+        return notes
+
+    def build(self, clip):
+        """A :class:`~napari_vip.models.prompt_learning.PromptLearner` on ``clip`` holding these prompts."""
+        import torch
+
+        from .prompt_learning import PromptLearner, TextTower
+
+        self.check_model(clip)
+        tower = TextTower(clip.model, clip.tokenizer)
+        cfg = self.config
+        with torch.no_grad():
+            learner = PromptLearner(tower, self.classes, self.descriptors if self.method == "vip" else None,
+                                    self.method, int(cfg.get("n_ctx", 4)), bool(cfg.get("class_specific", False)),
+                                    clip.logit_scale())
+        learner.load_trainable_state(self.state)
+        return learner.eval()
+
+    def class_features(self, clip):
+        """``(C, D)`` normalised class embeddings for ``clip`` (replaces zero-shot text embeddings)."""
+        import torch
+
+        learner = self.build(clip)
+        with torch.no_grad():
+            return learner.class_features().detach()
+
+    def summary(self) -> dict:
+        return {"method": self.method, "classes": list(self.classes), "model": self.model,
+                "weights_sha256": self.weights_sha256, "n_descriptors": {c: len(v) for c, v in self.descriptors.items()},
+                "created": self.created}
+
+
+def _describe(model: dict, sha: str | None) -> str:
+    arch = model.get("arch")
+    if model.get("untrained"):
+        return f"{arch} (untrained)"
+    src = model.get("checkpoint") or model.get("pretrained") or "hub weights"
+    return f"{arch} / {src} (sha256 {sha[:12] if sha else 'unknown'}…)"
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
