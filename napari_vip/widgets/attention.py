@@ -137,12 +137,12 @@ class AttentionWidget(QWidget):
         """The viewer's VIP classify dock widget, or ``None``."""
         from .classify import ClassifyWidget
 
-        try:
-            docks = list(self.viewer.window._dock_widgets.values())
-        except AttributeError:  # pragma: no cover - viewers without a window
-            return None
-        for dock in docks:
-            w = dock.widget() if hasattr(dock, "widget") else None
+        window = getattr(self.viewer, "window", None)
+        docks = getattr(window, "dock_widgets", None)  # napari >= 0.6: name -> inner widget
+        if docks is None:  # pragma: no cover - older napari
+            docks = {k: d.widget() for k, d in getattr(window, "_dock_widgets", {}).items()}
+        for w in list(docks.values()):
+            w = getattr(w, "native", w)  # magicgui widgets wrap their Qt widget
             if isinstance(w, ClassifyWidget):
                 return w
             if w is not None:
@@ -179,6 +179,8 @@ class AttentionWidget(QWidget):
         self.class_combo.addItems(names)
         if current in names:
             self.class_combo.setCurrentText(current)
+        elif current:  # a typed class stays (and is refused if it is not a finding)
+            self.class_combo.setEditText(current)
         self.class_combo.blockSignals(False)
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt name
