@@ -47,3 +47,24 @@ def gray_image() -> np.ndarray:
     img = np.tile(np.linspace(0, 1000, 160), (120, 1)).astype(np.uint16)
     img[40:60, 70:100] = 4000
     return img
+
+
+@pytest.fixture(scope="session")
+def tiny_sam_arch() -> str:
+    """Path of a tiny SAM config (2-block ViT encoder of width 32 at 128x128, 32-wide decoder): real
+    segment-anything modules, fast on a CPU."""
+    return str(CONFIGS / "vip-tiny-sam.json")
+
+
+@pytest.fixture(scope="session")
+def tiny_sam_checkpoint(tmp_path_factory, tiny_sam_arch):
+    """``(arch, path)`` of a state dict saved from a randomly initialised tiny SAM (seeded)."""
+    import torch
+
+    from napari_vip.models.sam import build_sam
+
+    torch.manual_seed(1)
+    sam = build_sam(tiny_sam_arch)
+    path = tmp_path_factory.mktemp("sam") / "tiny_sam.pth"
+    torch.save(sam.state_dict(), path)
+    return tiny_sam_arch, str(path)
