@@ -157,7 +157,9 @@ class PromptsWidget(QWidget):
         row.addWidget(add_cls)
         row.addWidget(rm_cls)
         tf.addRow(row)
-        self.concepts_box = QGroupBox("Concepts (check to use; double-click to edit; drag to reorder)")
+        self.concepts_box = QGroupBox("Concepts")
+        self.concepts_box.setToolTip("Check to use; double-click to edit; drag (or Up/Down) to reorder.")
+        self.concept_list.setToolTip("Check to use; double-click to edit; drag (or Up/Down) to reorder.")
         cl = QVBoxLayout(self.concepts_box)
         cl.addWidget(self.concept_list)
         row = QHBoxLayout()
@@ -291,8 +293,7 @@ class PromptsWidget(QWidget):
             item.setCheckState(Qt.Checked if enabled else Qt.Unchecked)
             self.concept_list.addItem(item)
         self.concept_list.blockSignals(False)
-        self.concepts_box.setTitle(f"Concepts of {name!r} (check to use; double-click to edit; drag to reorder)"
-                                   if name else "Concepts (add a finding first)")
+        self.concepts_box.setTitle(f"Concepts of {name!r}" if name else "Concepts (add a finding first)")
 
     def _store_concepts(self) -> None:
         """Copy the concept list of the selected finding into :attr:`concepts` (edits, order, checks)."""
