@@ -82,7 +82,7 @@ def run(args) -> int:
     result = Engine().run(req, ProgressReporter(stderr_progress))
     d = result.to_dict()
     d["notes"] = list(image.notes) + list(result.concepts.notes)
-    d["image"] = {"path": str(args.image), "window": image.window, "invert": args.invert}
+    d["image"] = {"path": str(args.image), "window": image.window, "invert": image.invert}
     d["mask"] = str(args.mask) if args.mask else None
     c = result.concepts
     text = result.variants[args.variant] if args.variant else result.sentence
@@ -146,6 +146,8 @@ def library_concepts(classes, library: str, modality: str) -> dict[str, list[str
     from ..core.prompts import check_classes
     from ..core.symptoms import descriptors_for, load_library
 
+    if not classes:
+        raise VipInputError("--concepts needs --classes: the findings whose concepts to look up in the library.")
     lib = load_library(None if library == "default" else library)
     classes = check_classes(classes)
     concepts = {c: descriptors_for(lib, c, modality) for c in classes}
@@ -188,7 +190,7 @@ def run_classify_with_concepts(args) -> int:
     result = Engine().run(req, ProgressReporter(stderr_progress))
     result.notes[:0] = notes
     d = result.to_dict()
-    d["image"] = {"path": str(args.image), "window": image.window, "invert": args.invert}
+    d["image"] = {"path": str(args.image), "window": image.window, "invert": image.invert}
     d["library"] = str(args.concepts)
     lines = []
     if result.provenance.untrained:
