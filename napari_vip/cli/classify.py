@@ -10,7 +10,7 @@ from .common import add_model_args, add_window_args, emit, model_image, model_sp
 def add_parser(sub) -> None:
     p = sub.add_parser("classify", help="zero-shot CLIP classification with and without a visual marker")
     p.add_argument("image", help="2D image file (PNG, JPEG, TIFF, .npy, DICOM, NIfTI)")
-    p.add_argument("--classes", nargs="+", required=True, help="candidate findings")
+    p.add_argument("--classes", nargs="+", default=None, help="candidate findings (required unless --prompts)")
     p.add_argument("--box", nargs=4, type=float, action="append", metavar=("X0", "Y0", "X1", "Y1"), default=[],
                    help="marker box in (x, y) pixel coordinates; repeat for several markers")
     p.add_argument("--marker", default="circle", choices=STYLES, help="how to render each box")
@@ -30,6 +30,9 @@ def add_parser(sub) -> None:
                         "('default': the bundled library merged with yours); reports each class's best concept")
     p.add_argument("--concept-template", default=None,
                    help="sentence per concept with {c} {concept} {modality} {suffix} (with --concepts)")
+    p.add_argument("--prompts", metavar="PROMPTS.pt", default=None,
+                   help="learned prompts from `napari-vip learn`: class scores come from them (and their classes) "
+                        "instead of zero-shot text prompts")
     p.set_defaults(func=run)
 
 
@@ -39,6 +42,10 @@ def run(args) -> int:
     from ..worker.classify import ClassifyRequest
     from ..worker.engine import Engine, ProgressReporter
 
+    if not args.classes and not getattr(args, "prompts", None):
+        from ..core.errors import VipInputError
+
+        raise VipInputError("--classes is required (the candidate findings), unless --prompts PROMPTS.pt is given.")
     if getattr(args, "concepts", None):
         from .concepts import run_classify_with_concepts
 
@@ -53,6 +60,7 @@ def run(args) -> int:
         markers.append(Marker(clipped, args.marker, args.color, args.line_width))
     req = ClassifyRequest(image.rgb, markers, args.classes, model_spec_from_args(args), args.template, args.modality,
                           () if args.no_marker_text else tuple(SUFFIXES), not args.no_baseline, args.device)
+    req.prompts_path = getattr(args, "prompts", None)
     if args.save_rendered:
         from PIL import Image
 

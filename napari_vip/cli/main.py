@@ -15,6 +15,7 @@ COMMANDS = [
     "napari_vip.cli.concepts",
     "napari_vip.cli.segment",
     "napari_vip.cli.attention",
+    "napari_vip.cli.learn",
 ]
 
 

@@ -43,6 +43,8 @@ class ClassifyRequest:
     marker_text: tuple[str, ...] = tuple(SUFFIXES)
     include_baseline: bool = True
     device: str = "auto"
+    #: A learned-prompts file (``napari-vip learn``): class scores come from it instead of zero-shot prompts.
+    prompts_path: str | None = None
 
 
 @dataclass
@@ -80,6 +82,10 @@ def condition_name(index: int, marker: Marker) -> str:
 
 @handles(ClassifyRequest)
 def classify(engine, req: ClassifyRequest, progress) -> ClassifyResult:
+    if req.prompts_path:
+        from .learn import classify_with_prompts
+
+        return classify_with_prompts(engine, req, progress)
     classes = check_classes(req.classes)
     conditions: list[tuple[str, Marker | None]] = [("none", None)] if req.include_baseline else []
     conditions += [(condition_name(i, m), m) for i, m in enumerate(req.markers)]

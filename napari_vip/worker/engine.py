@@ -15,6 +15,7 @@ from .protocol import Cancelled
 #: Modules that register request handlers.
 JOB_MODULES = [
     "napari_vip.worker.classify",
+    "napari_vip.worker.learn",
     "napari_vip.worker.concepts",
     "napari_vip.worker.segment",
     "napari_vip.worker.selftest",

@@ -1,0 +1,75 @@
+"""``napari-vip learn DATA --descriptors LIBRARY.json --method vip --epochs 10 --out PROMPTS.pt --json``."""
+
+from __future__ import annotations
+
+from .common import add_model_args, emit, model_spec_from_args, stderr_progress
+
+
+def add_parser(sub) -> None:
+    from ..models.training import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("learn", help="learn ViP or CoOp prompts on labelled images (CLIP stays frozen)")
+    p.add_argument("data", help="folder with one sub-folder of images per class, or a CSV of path,label[,x0,y0,x1,y1]")
+    p.add_argument("--descriptors", metavar="LIBRARY.json", default=None,
+                   help="symptom library {'version': 1, 'classes': {class: [descriptor, ...]}}; 'default' for the "
+                        "bundled library merged with yours (needed for ViP)")
+    p.add_argument("--method", default="vip", choices=("vip", "coop"))
+    p.add_argument("--compare", action="store_true", help="also train the other method on the same split")
+    p.add_argument("--out", metavar="PROMPTS.pt", default=None, help="save the learned prompts here")
+    p.add_argument("--classes", nargs="+", default=None, help="use only these classes (default: all found)")
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=d.epochs)
+    g.add_argument("--batch-size", type=int, default=d.batch_size)
+    g.add_argument("--lr", type=float, default=d.lr, help="SGD learning rate after warm-up (cosine schedule)")
+    g.add_argument("--momentum", type=float, default=d.momentum)
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    g.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
+    g.add_argument("--warmup-lr", type=float, default=d.warmup_lr)
+    g.add_argument("--n-ctx", type=int, default=d.n_ctx, help="number of learned context vectors")
+    g.add_argument("--class-specific", action="store_true", help="one set of context vectors per class")
+    g.add_argument("--val-fraction", type=float, default=d.val_fraction)
+    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--augment", action="store_true", help="random crops/flips (image features recomputed each epoch)")
+    g.add_argument("--no-cache", action="store_true", help="recompute image features every epoch")
+    p.add_argument("--template", default=None, help="class-name prompt of the zero-shot baseline")
+    p.add_argument("--modality", default=None)
+    add_model_args(p)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..worker.engine import Engine, ProgressReporter
+    from ..worker.learn import LearnRequest
+
+    config = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "momentum": args.momentum,
+              "weight_decay": args.weight_decay, "warmup_epochs": args.warmup_epochs, "warmup_lr": args.warmup_lr,
+              "n_ctx": args.n_ctx, "class_specific": args.class_specific, "val_fraction": args.val_fraction,
+              "seed": args.seed, "augment": args.augment, "cache_features": not args.no_cache}
+    library = None
+    if args.descriptors is not None:
+        library = "" if args.descriptors == "default" else args.descriptors
+    req = LearnRequest(args.data, model_spec_from_args(args), args.out, args.method, args.compare,
+                       descriptors_path=library, config=config, classes=args.classes, template=args.template,
+                       modality=args.modality, device=args.device)
+    result = Engine().run(req, ProgressReporter(_epoch_lines))
+    lines = []
+    if result.provenance.untrained:
+        lines.append("WARNING: untrained model (random weights): these numbers mean nothing clinically.")
+    lines += [f"note: {n}" for n in result.notes]
+    counts = ", ".join(f"{c}: {n}" for c, n in result.dataset["counts"].items())
+    lines.append(f"data: {counts}; train {result.split['train']}, val {result.split['val']} "
+                 f"(seed {result.split['seed']}); evaluated on {result.split['evaluated_on']}")
+    lines.append(result.table())
+    if result.out:
+        lines.append(f"\nlearned {result.method} prompts saved to {result.out}")
+    emit(result.to_dict(), args.json, "\n".join(lines))
+    return 0
+
+
+def _epoch_lines(done: int, total: int, text: str = "") -> None:
+    """Progress on stderr: every epoch summary and the other steps, but not each batch."""
+    if ": batch " in text:
+        return
+    stderr_progress(done, total, text)
