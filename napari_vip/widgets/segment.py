@@ -197,6 +197,9 @@ class SegmentWidget(QWidget):
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
         self.viewer.dims.events.current_step.connect(self._on_slice)
         self.image_combo.currentTextChanged.connect(self._on_image_changed)
+        for sig in (self.model.source.currentTextChanged, self.model.arch.currentTextChanged,
+                    self.model.path.editingFinished, self.model.medsam.toggled, self.model.device.currentTextChanged):
+            sig.connect(lambda *_: self._contrast_timer.start())  # another model: another embedding
         self.positive.toggled.connect(self._on_positive_toggled)
         for key, fn in (("Shift-C", self.commit), ("Shift-U", self.undo), ("Shift-N", self.next_candidate),
                         ("Shift-X", self.clear)):
@@ -256,7 +259,7 @@ class SegmentWidget(QWidget):
             self.clicks_layer()
         finally:
             self._syncing = False
-        self.precompute()
+        self._contrast_timer.start()  # debounced, so a model chosen right after opening is the one used
 
     def _plane_geometry(self, layer):
         """``(scale, translate)`` of the image's last two axes."""
