@@ -4,7 +4,7 @@ from __future__ import annotations
 
 #: Manifest command ids of the docks opened by ``napari-vip gui``, in order.
 DOCKS = ["napari-vip.classify_widget", "napari-vip.prompts_widget", "napari-vip.attention_widget",
-        "napari-vip.segment_widget"]
+        "napari-vip.segment_widget", "napari-vip.learn_widget"]
 
 
 def open_viewer(path: str | None = None, screenshot: str | None = None, show: bool = True):

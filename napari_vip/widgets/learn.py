@@ -1,0 +1,250 @@
+"""The "VIP learn" dock: learn ViP/CoOp prompts on labelled images in the worker, with a live plot."""
+
+from __future__ import annotations
+
+import math
+
+from qtpy.QtCore import QPointF, Qt
+from qtpy.QtGui import QColor, QPainter, QPen
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
+                            QLabel, QLineEdit, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout,
+                            QWidget)
+
+from ..core.errors import VipInputError
+from ..models.training import parse_epoch
+from ..worker.learn import LearnRequest
+from .model_picker import ModelPicker
+from .worker_bridge import bridge_for, notify_failure
+
+SERIES = {"loss": QColor("#e8a33d"), "acc": QColor("#5cb85c"), "val_loss": QColor("#d9534f"),
+          "val_acc": QColor("#5bc0de")}
+
+
+class TrainingPlot(QWidget):
+    """Loss (left scale, from 0) and accuracy (0..1) per epoch, one line per series and method."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.points: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        self.epochs = 1
+        self.setMinimumHeight(150)
+
+    def clear(self) -> None:
+        self.points.clear()
+        self.update()
+
+    def add(self, record: dict) -> None:
+        """``record`` from :func:`~napari_vip.models.training.parse_epoch`."""
+        self.epochs = max(self.epochs, int(record["epochs"]))
+        for name in SERIES:
+            if name in record:
+                self.points.setdefault((record["method"], name), []).append((record["epoch"], record[name]))
+        self.update()
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt name
+        p = QPainter(self)
+        p.setRenderHint(QPainter.Antialiasing)
+        w, h, m = self.width(), self.height(), 28
+        p.fillRect(self.rect(), QColor("#262930"))
+        p.setPen(QPen(QColor("#888888"), 1))
+        p.drawRect(m, 8, w - m - 8, h - m - 8)
+        losses = [v for (_, n), pts in self.points.items() if "loss" in n for _, v in pts]
+        top = max(losses) * 1.05 if losses else 1.0
+        p.drawText(2, 16, f"{top:.2g}")
+        p.drawText(2, h - m, "0")
+        p.drawText(m, h - 8, "epoch 1")
+        p.drawText(w - 70, h - 8, f"epoch {self.epochs}")
+        x_span, y_span = max(self.epochs - 1, 1), h - m - 16
+        for (method, name), pts in self.points.items():
+            scale = top if "loss" in name else 1.0
+            pen = QPen(SERIES[name], 2, Qt.SolidLine if method == "vip" else Qt.DashLine)
+            p.setPen(pen)
+            xy = [QPointF(m + (e - 1) / x_span * (w - m - 8), 8 + y_span * (1 - min(v / scale, 1.0)))
+                  for e, v in pts if not math.isnan(v)]
+            for a, b in zip(xy, xy[1:]):
+                p.drawLine(a, b)
+            for pt in xy:
+                p.drawEllipse(pt, 2, 2)
+        x = m + 4
+        for name, color in SERIES.items():
+            p.setPen(color)
+            p.drawText(x, 22, name)
+            x += 8 * len(name) + 10
+        p.end()
+
+
+class LearnWidget(QWidget):
+    """Dock: labelled data, model, descriptors, method and epochs; Train runs in the worker process.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+    """
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.bridge = bridge_for(napari_viewer)
+        self.last_result = None
+        self._job = None
+
+        self.data = QLineEdit()
+        self.data.setPlaceholderText("folder of class folders, or a CSV of path,label[,x0,y0,x1,y1]")
+        self.descriptors = QLineEdit()
+        self.descriptors.setPlaceholderText("symptom library JSON (empty: bundled + yours)")
+        self.out = QLineEdit()
+        self.out.setPlaceholderText("learned prompts file (.pt)")
+        self.method = QComboBox()
+        self.method.addItems(["vip", "coop"])
+        self.compare = QCheckBox("also train the other method (comparison)")
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 1000)
+        self.epochs.setValue(10)
+        self.lr = QDoubleSpinBox()
+        self.lr.setDecimals(4)
+        self.lr.setRange(0.0001, 10.0)
+        self.lr.setSingleStep(0.001)
+        self.lr.setValue(0.002)
+        self.batch = QSpinBox()
+        self.batch.setRange(1, 4096)
+        self.batch.setValue(32)
+        self.class_specific = QCheckBox("class-specific context")
+        self.model = ModelPicker()
+        self.train_btn = QPushButton("Train")
+        self.train_btn.clicked.connect(self.train)
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.cancel_btn.clicked.connect(self.cancel)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.plot = TrainingPlot()
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["method", "accuracy", "balanced acc.", "macro AUROC"])
+        self.table.verticalHeader().setVisible(False)
+
+        data_box = QGroupBox("Labelled images")
+        df = QFormLayout(data_box)
+        df.addRow("data", self._with_browse(self.data, self._browse_data))
+        df.addRow("descriptors", self._with_browse(self.descriptors, self._browse_library))
+        df.addRow("save to", self._with_browse(self.out, self._browse_out))
+        train_box = QGroupBox("Training")
+        tf = QFormLayout(train_box)
+        tf.addRow("method", self.method)
+        tf.addRow("epochs", self.epochs)
+        tf.addRow("learning rate", self.lr)
+        tf.addRow("batch size", self.batch)
+        tf.addRow(self.class_specific)
+        tf.addRow(self.compare)
+        model_box = QGroupBox("Model (frozen)")
+        QVBoxLayout(model_box).addWidget(self.model)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.train_btn)
+        buttons.addWidget(self.cancel_btn)
+        lay = QVBoxLayout(self)
+        for w in (data_box, train_box, model_box):
+            lay.addWidget(w)
+        lay.addLayout(buttons)
+        lay.addWidget(self.status)
+        lay.addWidget(self.plot)
+        lay.addWidget(self.table)
+        self.bridge.busy_changed.connect(lambda busy: self.cancel_btn.setEnabled(busy and self._job is not None))
+
+    # -- inputs ------------------------------------------------------------------------------------------------
+    def _with_browse(self, edit, slot):
+        row = QWidget()
+        h = QHBoxLayout(row)
+        h.setContentsMargins(0, 0, 0, 0)
+        h.addWidget(edit)
+        b = QPushButton("…")
+        b.setMaximumWidth(30)
+        b.clicked.connect(slot)
+        h.addWidget(b)
+        return row
+
+    def _browse_data(self) -> None:
+        name = QFileDialog.getExistingDirectory(self, "Folder with one sub-folder per class")
+        if not name:
+            name, _ = QFileDialog.getOpenFileName(self, "...or a CSV of path,label", "", "CSV (*.csv)")
+        if name:
+            self.data.setText(name)
+
+    def _browse_library(self) -> None:
+        name, _ = QFileDialog.getOpenFileName(self, "Symptom library", "", "JSON (*.json)")
+        if name:
+            self.descriptors.setText(name)
+
+    def _browse_out(self) -> None:
+        name, _ = QFileDialog.getSaveFileName(self, "Save learned prompts", "prompts.pt", "Prompts (*.pt)")
+        if name:
+            self.out.setText(name)
+
+    def build_request(self) -> LearnRequest:
+        data = self.data.text().strip()
+        if not data:
+            raise VipInputError("Choose the labelled images: a folder with one sub-folder per class, or a CSV.")
+        config = {"epochs": self.epochs.value(), "lr": self.lr.value(), "batch_size": self.batch.value(),
+                  "class_specific": self.class_specific.isChecked()}
+        return LearnRequest(data, self.model.spec(), self.out.text().strip() or None, self.method.currentText(),
+                            self.compare.isChecked(), descriptors_path=self.descriptors.text().strip(),
+                            config=config, device=self.model.device_name())
+
+    # -- running -----------------------------------------------------------------------------------------------
+    def train(self) -> int | None:
+        try:
+            req = self.build_request()
+        except VipInputError as exc:
+            self.status.setText(f"<span style='color:#e8a33d'>{exc}</span>")
+            return None
+        self.plot.clear()
+        self.table.setRowCount(0)
+        self.status.setText("Training…")
+        self._job = self.bridge.submit(req, "VIP learn", self._on_result, self._on_error, channel="learn")
+        pending = self.bridge.client._pending.get(self._job)
+        if pending is not None:  # also follow the epoch lines for the plot
+            bar_progress = pending.on_progress
+            pending.on_progress = lambda msg: (bar_progress(msg), self.on_progress_text(msg.text))
+        self.cancel_btn.setEnabled(True)
+        return self._job
+
+    def cancel(self) -> None:
+        if self._job is not None:
+            self.bridge.cancel(self._job)
+
+    def on_progress_text(self, text: str) -> None:
+        record = parse_epoch(text or "")
+        if record is not None:
+            self.plot.add(record)
+            self.status.setText(text)
+
+    def _on_result(self, result) -> None:
+        self._job = None
+        self.cancel_btn.setEnabled(False)
+        self.last_result = result
+        self.show_evaluation(result.evaluation)
+        if not self.plot.points:
+            for method, hist in result.histories.items():
+                for r in hist:
+                    self.plot.add({"method": method, "epoch": r["epoch"], "epochs": len(hist), "loss": r["train_loss"],
+                                   "acc": r["train_accuracy"],
+                                   **({"val_loss": r["val_loss"], "val_acc": r["val_accuracy"]}
+                                      if r.get("val_loss") is not None else {})})
+        warn = "<b style='color:#e8a33d'>UNTRAINED model: random weights.</b> " if result.provenance.untrained else ""
+        saved = f" Saved to {result.out}; choose it in the classify dock." if result.out else " (not saved)"
+        notes = "".join(f"<br>{n}" for n in result.notes)
+        self.status.setText(f"{warn}Done: evaluated on {result.split['evaluated_on']} "
+                            f"({result.split['val'] or result.split['train']} images).{saved}{notes}")
+
+    def show_evaluation(self, evaluation: dict) -> None:
+        self.table.setRowCount(len(evaluation))
+        for r, (name, m) in enumerate(evaluation.items()):
+            cells = [name] + [f"{m[k]:.3f}" for k in ("accuracy", "balanced_accuracy", "auroc_macro")]
+            for c, text in enumerate(cells):
+                self.table.setItem(r, c, QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
+
+    def _on_error(self, failed) -> None:
+        self._job = None
+        self.cancel_btn.setEnabled(False)
+        if failed.kind != "stale":
+            self.status.setText(f"<span style='color:#e8a33d'>{failed.message}</span>")
+        notify_failure(failed)

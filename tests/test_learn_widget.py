@@ -1,0 +1,63 @@
+"""The "VIP learn" dock: trains in the worker process, plots epochs live, shows the comparison table."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+
+def _folder(root, n=6):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name, low in (("dark", 0), ("bright", 180)):
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(low, low + 76, (32, 32)).astype(np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+def test_learn_dock_trains_and_saves(make_napari_viewer, qtbot, tmp_path, tiny_clip_checkpoint):
+    from napari_vip.models.training import LearnedPrompts
+    from napari_vip.widgets.learn import LearnWidget
+
+    arch, ckpt = tiny_clip_checkpoint
+    viewer = make_napari_viewer()
+    w = LearnWidget(viewer)
+    assert w.train() is None and "labelled images" in w.status.text()  # nothing chosen yet
+    lib = tmp_path / "lib.json"
+    lib.write_text(json.dumps({"version": 1, "classes": {"dark": ["dark"], "bright": ["bright", "white"]}}))
+    w.data.setText(str(_folder(tmp_path / "data")))
+    w.descriptors.setText(str(lib))
+    w.out.setText(str(tmp_path / "p.pt"))
+    w.epochs.setValue(3)
+    w.batch.setValue(4)
+    w.compare.setChecked(True)
+    w.model.source.setCurrentText("checkpoint file")
+    w.model.arch.setText(arch)
+    w.model.path.setText(ckpt)
+    w.model.device.setCurrentText("cpu")
+    assert w.train() is not None
+    qtbot.waitUntil(lambda: w.last_result is not None, timeout=120_000)
+    assert w.table.rowCount() == 4  # two zero-shot rows, ViP, CoOp
+    assert {w.table.item(r, 0).text() for r in range(4)} >= {"ViP (context + merge prompts)"}
+    assert len(w.plot.points[("vip", "loss")]) == 3 and ("coop", "val_acc") in w.plot.points
+    assert LearnedPrompts.load(tmp_path / "p.pt").method == "vip"
+    assert "Saved to" in w.status.text()
+    w.bridge.shutdown()
+
+
+def test_plot_reads_epoch_lines(make_napari_viewer):
+    from napari_vip.widgets.learn import LearnWidget
+
+    w = LearnWidget(make_napari_viewer())
+    w.on_progress_text("vip epoch 2/5 loss 0.5000 acc 0.7500 val_loss 0.6000 val_acc 0.7000")
+    w.on_progress_text("vip epoch 3/5: batch 1/4")  # not an epoch summary
+    assert w.plot.points[("vip", "val_acc")] == [(2, 0.7)]
+    assert w.plot.epochs == 5
+    w.plot.repaint()
+    w.bridge.shutdown()
