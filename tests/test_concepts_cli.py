@@ -101,6 +101,9 @@ def test_classify_with_concepts(files, capsys, tiny_clip_checkpoint):
     assert main(["classify", str(files / "img.png"), "--classes", "nodule", "mass", "--concepts", str(lib),
                  "--model", arch, "--checkpoint", ckpt]) == 2
     assert "no concepts for 'mass'" in capsys.readouterr().err
+    assert main(["classify", str(files / "img.png"), "--concepts", str(lib), "--model", arch, "--checkpoint",
+                 ckpt]) == 2
+    assert "--classes" in capsys.readouterr().err
     (files / "bad.json").write_text('{"version": 1,\n"classes": {"nodule": [1]}}')
     assert main(["classify", str(files / "img.png"), "--classes", "nodule", "--concepts", str(files / "bad.json"),
                  "--model", arch, "--checkpoint", ckpt]) == 2

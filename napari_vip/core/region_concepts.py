@@ -14,8 +14,8 @@ How each attribute is measured (the thresholds are module constants):
   :data:`MIN_COMPONENT_FRACTION` of the largest component.  Written as digits (``"1"``), as in the
   papers, or as words (``"one"``) with ``number_words=True``.  With more than one object the last
   word of the keyword is made plural (``nodule`` -> ``nodules``).
-- **shape**, from the largest component: ``irregular`` when its solidity (area / convex hull area)
-  is below :data:`IRREGULAR_MAX_SOLIDITY` (0.8); otherwise by the eccentricity of the ellipse with the
+- **shape**, from the largest component: ``irregular`` when its solidity (pixel count / area of the
+  convex hull of its pixels' corners) is below :data:`IRREGULAR_MAX_SOLIDITY` (0.8); otherwise by the eccentricity of the ellipse with the
   same second moments: ``round`` up to :data:`ROUND_MAX_ECCENTRICITY` (0.6, minor/major axis >= 0.8),
   ``oval`` up to :data:`OVAL_MAX_ECCENTRICITY` (0.9, axis ratio >= 0.44), else ``elongated``.
 - **size**, from the mask's share of the image area: ``tiny`` below 0.5 %, ``small`` below 3 %,
@@ -203,7 +203,7 @@ def _check_image(image) -> np.ndarray:
         raise VipInputError(f"Region concepts need an (H, W) gray or (H, W, 3) colour image, got shape {arr.shape}.")
     if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
         raise VipInputError(f"Image has dtype {arr.dtype}; region concepts need numbers.")
-    return arr.astype(np.float64)
+    return arr
 
 
 def check_mask(mask, hw: tuple[int, int]) -> np.ndarray:
@@ -228,8 +228,11 @@ def box_region(box_xyxy, hw: tuple[int, int]) -> np.ndarray:
     (x0, y0, x1, y1), _ = clip_box_xyxy(box_xyxy, hw)
     cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
     a, b = (x1 - x0) / 2.0 + 0.5, (y1 - y0) / 2.0 + 0.5  # to the box's pixel edges
-    yy, xx = np.mgrid[0:hw[0], 0:hw[1]]
-    m = ((xx - cx) / a) ** 2 + ((yy - cy) / b) ** 2 <= 1.0
+    r0, r1 = max(int(np.floor(cy - b)), 0), min(int(np.ceil(cy + b)) + 1, hw[0])
+    c0, c1 = max(int(np.floor(cx - a)), 0), min(int(np.ceil(cx + a)) + 1, hw[1])
+    yy, xx = np.mgrid[r0:r1, c0:c1]
+    m = np.zeros(hw, dtype=bool)
+    m[r0:r1, c0:c1] = ((xx - cx) / a) ** 2 + ((yy - cy) / b) ** 2 <= 1.0
     m[int(round(cy)), int(round(cx))] = True
     return m
 
@@ -273,10 +276,50 @@ def color_name(rgb_mean) -> str:
 
 
 def _is_gray(img: np.ndarray) -> bool:
+    """Gray when 2D, or when the channels of (a regular sample of at most ~262k) pixels barely differ."""
     if img.ndim == 2:
         return True
-    spread = np.abs(img[..., 0] - img[..., 1]) + np.abs(img[..., 1] - img[..., 2])
+    step = max(1, int(np.ceil(np.sqrt(img.shape[0] * img.shape[1] / 262144))))
+    sample = img[::step, ::step].astype(np.float64)
+    spread = np.abs(sample[..., 0] - sample[..., 1]) + np.abs(sample[..., 1] - sample[..., 2])
     return float(spread.mean()) / 2.0 < GRAY_CHANNEL_SPREAD
+
+
+def solidity(component: np.ndarray) -> float:
+    """Pixel count / area of the convex hull of the pixels' corners, for a bool ``(h, w)`` component crop."""
+    from scipy.spatial import ConvexHull
+
+    rr, cc = np.nonzero(component)
+    starts = np.r_[0, np.flatnonzero(np.diff(rr)) + 1]  # rows are sorted: first pixel of each row
+    rows = rr[starts].astype(np.float64)
+    cmin = np.minimum.reduceat(cc, starts).astype(np.float64)
+    cmax = np.maximum.reduceat(cc, starts).astype(np.float64)
+    pts = np.concatenate([np.stack([rows + dr, c + dc], axis=1)
+                          for dr in (-0.5, 0.5) for c, dc in ((cmin, -0.5), (cmax, 0.5))])
+    return float(len(rr) / ConvexHull(pts).volume)
+
+
+def _ring_contrast(gray: np.ndarray, m: np.ndarray, bbox) -> float | None:
+    """(mean in ``m`` - mean of the surrounding ring) / intensity range of ``gray``; ``None`` without a ring.
+
+    ``bbox`` = ``(r0, c0, r1, c1)`` (end exclusive) of the region.  Computed on the crop that holds the
+    region and its ring, so it costs little on large images.
+    """
+    from scipy import ndimage
+
+    radius = np.sqrt(m.sum() / np.pi)
+    width = max(RING_MIN_PX, RING_RADIUS_FRACTION * radius)
+    pad = int(np.ceil(width)) + 1
+    r0, r1 = max(bbox[0] - pad, 0), min(bbox[2] + pad, m.shape[0])
+    c0, c1 = max(bbox[1] - pad, 0), min(bbox[3] + pad, m.shape[1])
+    mc = m[r0:r1, c0:c1]
+    gc = gray[r0:r1, c0:c1].astype(np.float64)
+    dist = ndimage.distance_transform_edt(~mc)
+    ring = (dist > 0) & (dist <= width)
+    rng = float(gray.max()) - float(gray.min())
+    if not ring.any() or rng <= 0:
+        return None
+    return float((gc[mc].mean() - gc[ring].mean()) / rng)
 
 
 def describe_mask(image, mask, keyword: str = "lesion", number_words: bool = False,
@@ -297,7 +340,6 @@ def describe_mask(image, mask, keyword: str = "lesion", number_words: bool = Fal
     VipInputError
         Empty mask, mask of another shape than the image, empty keyword.
     """
-    from scipy import ndimage
     from skimage.measure import label, regionprops
 
     img = _check_image(image)
@@ -318,29 +360,27 @@ def describe_mask(image, mask, keyword: str = "lesion", number_words: bool = Fal
         ecc, sol = 0.0, 1.0
         notes.append("the region is too small to measure its shape; called round")
     else:
-        ecc, sol = float(largest.eccentricity), float(largest.solidity)
-    area_fraction = float(m.sum()) / float(m.size)
-    rows, cols = np.nonzero(m)
-    centroid_xy = (float(cols.mean()), float(rows.mean()))
+        ecc, sol = float(largest.eccentricity), solidity(largest.image)
+    area = float(sum(p.area for p in props))
+    area_fraction = area / float(m.size)
+    cy = sum(p.centroid[0] * p.area for p in props) / area
+    cx = sum(p.centroid[1] * p.area for p in props) / area
+    centroid_xy = (float(cx), float(cy))
+    bbox = (min(p.bbox[0] for p in props), min(p.bbox[1] for p in props),
+            max(p.bbox[2] for p in props), max(p.bbox[3] for p in props))
 
     mean_color = contrast = None
     if _is_gray(img):
-        gray = img if img.ndim == 2 else img.mean(axis=2)
-        radius = np.sqrt(m.sum() / np.pi)
-        width = max(RING_MIN_PX, RING_RADIUS_FRACTION * radius)
-        dist = ndimage.distance_transform_edt(~m)
-        ring = (dist > 0) & (dist <= width)
-        rng = float(gray.max() - gray.min())
-        if not ring.any() or rng <= 0:
+        contrast = _ring_contrast(img if img.ndim == 2 else img[..., 0], m, bbox)
+        if contrast is None:
             color = "similar"
             contrast = 0.0
             notes.append("no surrounding pixels (or a flat image) to compare brightness with")
         else:
-            contrast = float((gray[m].mean() - gray[ring].mean()) / rng)
             color = "bright" if contrast > BRIGHTNESS_THRESHOLD else ("dark" if contrast < -BRIGHTNESS_THRESHOLD
                                                                       else "similar")
     else:
-        mean_color = tuple(float(v) for v in img[m].mean(axis=0))
+        mean_color = tuple(float(v) for v in img[m].astype(np.float64).mean(axis=0))
         color = color_name(mean_color)
     return RegionConcepts(number=len(keep), shape=_shape_name(ecc, sol), size=_size_name(area_fraction),
                           color=color, location=location_name(centroid_xy, hw), keyword=keyword, source=source,
