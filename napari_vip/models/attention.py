@@ -72,6 +72,9 @@ class AttentionMap:
         ``(r0, r1, c0, c1)``: half-open rows and columns of the heatmap's frame the model saw.
     score : float or None
         Cosine similarity between the image embedding and the text (``None`` when no text was given).
+    embedding : np.ndarray or None
+        ``(D,)`` float32 L2-normalised image embedding from the same forward pass (for probabilities
+        without a second pass).
     notes : list of str
     """
 
@@ -80,6 +83,7 @@ class AttentionMap:
     grid: np.ndarray
     covered_rc: tuple[int, int, int, int]
     score: float | None = None
+    embedding: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -382,7 +386,8 @@ def _text_embedding(clip, text: str):
     return clip.encode_texts([text]).clone()
 
 
-def _rollout_grid(clip, x, kind: str) -> np.ndarray:
+def _rollout_grid(clip, x, kind: str):
+    """``(gh, gw)`` rollout weights and the ``(1, D)`` image features of the same forward pass."""
     import torch
 
     visual = _visual(clip.model)
@@ -396,15 +401,15 @@ def _rollout_grid(clip, x, kind: str) -> np.ndarray:
 
     pairs = [(_attention_module(blk), recorder(i)) for i, blk in enumerate(blocks)]
     with forward_hooks(pairs), torch.inference_mode():
-        visual(x)
+        feats = clip.model.encode_image(x)
     if any(m is None for m in mats):
         raise RuntimeError("attention rollout: a block's attention did not run")
     weights = attention_rollout(mats, _num_prefix(visual, kind))
     gh, gw = _grid_shape(visual, kind, x)
-    return weights.reshape(gh, gw)
+    return weights.reshape(gh, gw), feats
 
 
-def _gradcam_grid(clip, x, kind: str, text: str) -> tuple[np.ndarray, float]:
+def _gradcam_grid(clip, x, kind: str, text: str):
     import torch
     import torch.nn.functional as F
 
@@ -435,7 +440,7 @@ def _gradcam_grid(clip, x, kind: str, text: str) -> tuple[np.ndarray, float]:
         tokens, grads = act[0, prefix:], grad[0, prefix:]
         gh, gw = _grid_shape(visual, kind, x)
     cam = gradcam_from_tokens(tokens.float().cpu().numpy(), grads.float().cpu().numpy())
-    return cam.reshape(int(gh), int(gw)), float(score.detach())
+    return cam.reshape(int(gh), int(gw)), feats.detach()
 
 
 def _patch_embeddings(clip, x, kind: str):
@@ -455,7 +460,7 @@ def _patch_embeddings(clip, x, kind: str):
     return tokens, out["image_features"][0]
 
 
-def _similarity_grid(clip, x, kind: str, text: str) -> tuple[np.ndarray, float]:
+def _similarity_grid(clip, x, kind: str, text: str):
     import torch
     import torch.nn.functional as F
 
@@ -465,9 +470,8 @@ def _similarity_grid(clip, x, kind: str, text: str) -> tuple[np.ndarray, float]:
         tokens, pooled = _patch_embeddings(clip, x, kind)
         t = txt[0].to(tokens.device)
         sims = F.normalize(tokens.float(), dim=-1) @ t
-        score = float(F.normalize(pooled.float(), dim=-1) @ t)
     gh, gw = _grid_shape(visual, kind, x)
-    return sims.cpu().double().numpy().reshape(gh, gw), score
+    return sims.cpu().double().numpy().reshape(gh, gw), pooled[None]
 
 
 def compute_map(clip, image_rgb: np.ndarray, method: str, text: str | None = None,
@@ -506,16 +510,15 @@ def compute_map(clip, image_rgb: np.ndarray, method: str, text: str | None = Non
     with pristine(clip.model):
         x = clip.image_batch([img])
         if method == "rollout":
-            grid = _rollout_grid(clip, x, kind)
-            score = None
-            if text:
-                with torch.inference_mode():
-                    feats = torch.nn.functional.normalize(clip.model.encode_image(x).float(), dim=-1)
-                    score = float(feats[0] @ clip.encode_texts([text])[0].to(feats.device))
+            grid, feats = _rollout_grid(clip, x, kind)
         elif method == "gradcam":
-            grid, score = _gradcam_grid(clip, x, kind, text)
+            grid, feats = _gradcam_grid(clip, x, kind, text)
         else:
-            grid, score = _similarity_grid(clip, x, kind, text)
+            grid, feats = _similarity_grid(clip, x, kind, text)
+        with torch.inference_mode():
+            emb = torch.nn.functional.normalize(feats.float(), dim=-1)[0]
+            score = float(emb @ clip.encode_texts([text])[0].to(emb.device)) if text else None
+            emb = emb.cpu().numpy().astype(np.float32)
     notes = []
     grid01, note = normalise_grid(method, grid)
     if note:
@@ -528,7 +531,7 @@ def compute_map(clip, image_rgb: np.ndarray, method: str, text: str | None = Non
     covered = (int(round(r0 * sy)), max(int(round(r1 * sy)), int(round(r0 * sy)) + 1),
                int(round(c0 * sx)), max(int(round(c1 * sx)), int(round(c0 * sx)) + 1))
     heat = grid_to_image(grid01, frame, covered)
-    return AttentionMap(method, heat, np.asarray(grid, dtype=np.float32), covered, score, notes)
+    return AttentionMap(method, heat, np.asarray(grid, dtype=np.float32), covered, score, emb, notes)
 
 
 def patch_text_similarity(clip, image_rgb: np.ndarray, text: str) -> tuple[np.ndarray, np.ndarray]:

@@ -159,14 +159,16 @@ class AttentionWidget(QWidget):
         if on:
             self.refresh_classes()
 
-    def refresh_classes(self) -> None:
-        """Take the findings from the classify dock (when following and present) into the class list."""
+    def refresh_classes(self, fill_combo: bool = True) -> None:
+        """Take the findings from the classify dock (when following and present) into the class list, and
+        offer them in the class box (``fill_combo``; a class the user typed is kept otherwise)."""
         dock = self._following()
         if dock is not None:
             names = [c.strip() for c in dock.classes.toPlainText().splitlines() if c.strip()]
             if names:
                 self.classes.setText(", ".join(names))
-        self._fill_class_combo()
+        if fill_combo:
+            self._fill_class_combo()
 
     def class_list(self) -> list[str]:
         return [c.strip() for c in self.classes.text().split(",") if c.strip()]
@@ -179,8 +181,6 @@ class AttentionWidget(QWidget):
         self.class_combo.addItems(names)
         if current in names:
             self.class_combo.setCurrentText(current)
-        elif current:  # a typed class stays (and is refused if it is not a finding)
-            self.class_combo.setEditText(current)
         self.class_combo.blockSignals(False)
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt name
@@ -218,7 +218,7 @@ class AttentionWidget(QWidget):
 
         dock = self._following()
         if dock is not None:
-            self.refresh_classes()
+            self.refresh_classes(fill_combo=False)
         classes = check_classes(self.class_list())
         class_name, classes = check_class(self.class_combo.currentText(), classes)
         layer = self.image_layer()

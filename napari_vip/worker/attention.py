@@ -172,6 +172,8 @@ def check_class(class_name: str, classes) -> tuple[str, list[str]]:
 
 @handles(AttentionRequest)
 def attention(engine, req: AttentionRequest, progress) -> AttentionResult:
+    import torch
+
     from ..models.attention import check_method, compute_map
 
     class_name, classes = check_class(req.class_name, req.classes)
@@ -215,7 +217,8 @@ def attention(engine, req: AttentionRequest, progress) -> AttentionResult:
             focus = focus_in_box(amap.heatmap, shift_box_xyxy(box, origin))
             if focus.fraction is None:
                 cond_notes.append("the map has no mass, so it has no focus fraction")
-        probs = clip.probabilities(clip.encode_images([rendered]), clip.encode_texts(prompts))[0]
+        probs = clip.probabilities(torch.from_numpy(amap.embedding)[None].to(clip.device),
+                                   clip.encode_texts(prompts))[0]
         results.append(AttentionCondition(name, marker, prompts[ci], amap.heatmap, amap.grid, origin, focus,
                                           amap.score, float(probs[ci]), cond_notes))
         progress(2 + k, total, f"{req.method} map {k + 1}/{len(conditions)}")
