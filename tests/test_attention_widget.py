@@ -74,8 +74,11 @@ def test_findings_follow_the_classify_dock_and_bad_class_is_refused(dock):
     widget.follow.setChecked(True)
     widget.refresh_classes()
     assert widget.class_list() == ["glaucoma", "normal"]
+    assert not widget.model_box.isEnabled()  # the classify dock's model is used
     assert [widget.class_combo.itemText(i) for i in range(widget.class_combo.count())] == ["glaucoma", "normal"]
     widget.class_combo.setCurrentText("pneumothorax")
     assert widget.compute() is None
     assert "not in the current list" in widget.status.text()
     assert widget.attention_layers() == []
+    widget.follow.setChecked(False)
+    assert widget.model_box.isEnabled()

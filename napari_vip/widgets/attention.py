@@ -155,14 +155,13 @@ class AttentionWidget(QWidget):
         return self.classify_dock() if self.follow.isChecked() else None
 
     def _on_follow(self, on: bool) -> None:
-        self.model_box.setEnabled(not on or self.classify_dock() is None)
-        if on:
-            self.refresh_classes()
+        self.refresh_classes()
 
     def refresh_classes(self, fill_combo: bool = True) -> None:
         """Take the findings from the classify dock (when following and present) into the class list, and
         offer them in the class box (``fill_combo``; a class the user typed is kept otherwise)."""
         dock = self._following()
+        self.model_box.setEnabled(dock is None)
         if dock is not None:
             names = [c.strip() for c in dock.classes.toPlainText().splitlines() if c.strip()]
             if names:
