@@ -64,7 +64,7 @@ def run(args) -> int:
     result = Engine().run(req, ProgressReporter(stderr_progress))
     result.notes[:0] = notes
     d = result.to_dict()
-    d["image"] = {"path": str(args.image), "window": image.window, "invert": args.invert}
+    d["image"] = {"path": str(args.image), "window": image.window, "invert": image.invert}
     if args.out:
         out = Path(args.out)
         np.save(out, result.stack())
