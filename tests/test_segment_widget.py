@@ -90,3 +90,22 @@ def test_bad_prompt_is_reported_not_sent(dock, qtbot):
     viewer.layers[CLICKS_LAYER].add(np.array([5.0, 5.0]))  # only a negative click
     assert "Only negative points" in widget.status.text()
     assert widget.last_result is None
+
+
+def test_text_to_mask_shows_heatmap_and_candidate(dock, qtbot, tiny_clip_arch):
+    from napari_vip.widgets.segment import CURRENT_LAYER, HEATMAP_LAYER
+
+    viewer, widget = dock
+    widget.clip_model.set_untrained(tiny_clip_arch)
+    widget.text.setText("small bright nodule")
+    assert widget.text_to_mask() is not None
+    qtbot.waitUntil(lambda: widget.last_text_result is not None, timeout=120_000)
+    heat = viewer.layers[HEATMAP_LAYER]
+    assert heat.data.shape == (48, 64) and 0.0 <= heat.data.min() and heat.data.max() <= 1.0
+    assert viewer.layers[CURRENT_LAYER].data.shape == (48, 64)
+    assert widget.last_result is widget.last_text_result.segment
+    assert "UNTRAINED CLIP" in widget.status.text()
+    assert widget.commit() == [1]
+    rec = widget.store.records[1]
+    assert rec.source == "text" and rec.prompts["text"] == "small bright nodule"
+    assert [s["step"] for s in rec.model["steps"]] == ["similarity", "region", "sam"]

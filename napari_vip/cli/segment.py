@@ -56,6 +56,19 @@ def add_parser(sub) -> None:
                    help="a click in (x, y) pixels; follow with --positive (default) or --negative")
     p.add_argument("--positive", nargs=0, action=_LabelAction, help="the preceding --point is positive")
     p.add_argument("--negative", nargs=0, action=_LabelAction, help="the preceding --point is negative")
+    t = p.add_argument_group("text to mask (instead of boxes and clicks)")
+    t.add_argument("--text", default=None, metavar="PHRASE",
+                   help="segment what the phrase names: CLIP patch-text similarity -> best region -> box and "
+                        "positive points -> SAM")
+    t.add_argument("--threshold", type=float, default=0.5, help="region threshold on the normalised map (0..1)")
+    t.add_argument("--text-points", type=int, default=2, choices=(1, 2),
+                   help="positive points from the region: its peak (1) or peak and centre (2)")
+    t.add_argument("--heatmap", metavar="PATH", default=None, help="save the similarity map (.npy, or .png 0..255)")
+    t.add_argument("--clip-model", default=None, help="open_clip ViT architecture or .json config "
+                   "(default: BiomedCLIP from the hub; ViT-B-16 with --clip-untrained/--clip-checkpoint)")
+    t.add_argument("--clip-pretrained", default=None, help="open_clip pretrained tag (downloads)")
+    t.add_argument("--clip-checkpoint", default=None, help="local open_clip state dict")
+    t.add_argument("--clip-untrained", action="store_true", help="CLIP with random weights (results say untrained)")
     p.add_argument("--single", action="store_true", help="one mask per prompt instead of SAM's three candidates")
     p.add_argument("--out", metavar="MASK.png", default=None,
                    help="label image of the best mask(s): object k has value k (PNG, TIFF or .npy)")
@@ -67,32 +80,65 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def clip_spec_from_args(args):
+    from ..models.spec import DEFAULT_CLIP_ARCH, ModelSpec
+
+    arch = args.clip_model
+    if arch is None:
+        arch = "ViT-B-16" if (args.clip_untrained or args.clip_checkpoint or args.clip_pretrained) else DEFAULT_CLIP_ARCH
+    return ModelSpec(arch=arch, pretrained=args.clip_pretrained, checkpoint=args.clip_checkpoint,
+                     untrained=args.clip_untrained)
+
+
 def run(args) -> int:
     from ..core.annotations import AnnotationStore
+    from ..core.errors import VipInputError
     from ..worker.engine import Engine, ProgressReporter
-    from ..worker.segment import SegmentRequest
+    from ..worker.segment import SegmentRequest, TextSegmentRequest
 
     image = model_image(args)
     points = args.points or []
-    req = SegmentRequest(image.rgb, sam_spec_from_args(args), [tuple(b) for b in args.box],
-                         [p[:2] for p in points], [p[2] for p in points], None, not args.single,
-                         image.window, args.invert, device=args.device, disk_cache=not args.no_disk_cache)
-    result = Engine().run(req, ProgressReporter(stderr_progress))
+    text_result = None
+    if args.text is not None:
+        if args.box or points:
+            raise VipInputError("--text makes its own box and points: leave out --box and --point.")
+        req = TextSegmentRequest(image.rgb, args.text, clip_spec_from_args(args), sam_spec_from_args(args),
+                                 args.threshold, args.text_points, not args.single, image.window, args.invert,
+                                 device=args.device, disk_cache=not args.no_disk_cache)
+        text_result = Engine().run(req, ProgressReporter(stderr_progress))
+        result = text_result.segment
+    else:
+        req = SegmentRequest(image.rgb, sam_spec_from_args(args), [tuple(b) for b in args.box],
+                             [p[:2] for p in points], [p[2] for p in points], None, not args.single,
+                             image.window, args.invert, device=args.device, disk_cache=not args.no_disk_cache)
+        result = Engine().run(req, ProgressReporter(stderr_progress))
     result.notes[:0] = list(image.notes)
-    d = result.to_dict()
-    d["image"] = {"path": str(args.image), "window": image.window, "invert": args.invert}
+    d = text_result.to_dict() if text_result is not None else result.to_dict()
+    if text_result is not None and args.heatmap:
+        d["heatmap_path"] = _save_heatmap(args.heatmap, text_result.heatmap)
+    d["image"] = {"path": str(args.image), "window": image.window, "invert": image.invert}
     if args.out:
         store = AnnotationStore(image.rgb.shape[:2])
         prov = result.provenance.to_dict()
         for b in range(result.masks.shape[0]):
             prompts = {"boxes_xyxy": [list(result.boxes_xyxy[b])] if result.boxes_xyxy else [],
                        "points_xy": result.points_xy.tolist(), "point_labels": result.point_labels.tolist()}
-            store.commit(result.mask(b, 0), prompts=prompts, provenance=prov, score=float(result.scores[b, 0]))
+            if text_result is not None:
+                prompts["text"] = text_result.text
+                prov = dict(prov, steps=text_result.steps)
+            store.commit(result.mask(b, 0), prompts=prompts, provenance=prov, score=float(result.scores[b, 0]),
+                         source="text" if text_result is not None else "sam")
         label_path, sidecar = store.save(args.out, args.sidecar)
         d["out"] = {"labels": label_path, "sidecar": sidecar}
     lines = []
     if result.provenance.untrained:
         lines.append("WARNING: untrained SAM (random weights): the masks mean nothing.")
+    if text_result is not None:
+        if text_result.steps[0].get("untrained"):
+            lines.append("WARNING: untrained CLIP (random weights): the similarity map means nothing.")
+        reg = text_result.region
+        lines.append(f"text {text_result.text!r}: region of {int(reg.region.sum())} px (of {reg.n_regions} above "
+                     f"{reg.threshold:g}), box {tuple(round(v, 1) for v in reg.box_xyxy)}")
     lines += [f"note: {n}" for n in result.notes]
     for b in range(result.masks.shape[0]):
         areas = result.masks[b].reshape(result.masks.shape[1], -1).sum(-1)
@@ -103,3 +149,18 @@ def run(args) -> int:
         lines.append(f"saved {d['out']['labels']} and {d['out']['sidecar']}")
     emit(d, args.json, "\n".join(lines))
     return 0
+
+
+def _save_heatmap(path, heatmap) -> str:
+    from pathlib import Path
+
+    import numpy as np
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if str(path).lower().endswith(".npy"):
+        np.save(path, np.asarray(heatmap, np.float32), allow_pickle=False)
+    else:
+        from PIL import Image
+
+        Image.fromarray(np.clip(np.rint(np.asarray(heatmap) * 255), 0, 255).astype(np.uint8)).save(path)
+    return str(path)

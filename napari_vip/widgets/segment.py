@@ -8,6 +8,8 @@ Layers it uses (made over the image when missing):
 - "VIP current mask" (Labels, contour): the candidate; cycle SAM's candidates with "Next candidate" (Shift-N).
 - "VIP annotations" (Labels, the image's full shape): committed objects, a new id each (Shift-C commits,
   Shift-U undoes the last commit, Shift-X clears the candidate and clicks).
+- "VIP text heatmap" (Image): the patch-text similarity map of a typed phrase ("Text → mask"), whose best
+  region gave the box and positive points of the candidate.
 
 Everything model-side runs in the worker (``bridge_for(viewer)``); the embedding of the plane in view is
 requested as soon as the image or slice changes, and again (debounced) when the contrast changes.
@@ -29,10 +31,11 @@ from ..layers import MARKERS_LAYER, _to_image_rc, display_window, ensure_markers
 from ..models.device import DEVICES
 from ..models.embedding_cache import image_signature
 from ..models.sam import SAM_ARCHS, SamSpec
-from ..worker.segment import SegmentEmbedRequest, SegmentRequest, check_prompts
+from ..worker.segment import SegmentEmbedRequest, SegmentRequest, TextSegmentRequest, check_prompts
 from .worker_bridge import bridge_for, notify_failure
 
 CLICKS_LAYER = "VIP clicks"
+HEATMAP_LAYER = "VIP text heatmap"
 CURRENT_LAYER = "VIP current mask"
 ANNOTATIONS_LAYER = "VIP annotations"
 SAM_SOURCES = ("untrained (random weights)", "checkpoint file")
@@ -160,6 +163,15 @@ class SegmentWidget(QWidget):
         self.load_btn = button("Load annotations…", self._load_dialog)
         self.embed_btn = button("Compute embedding now", self.precompute)
 
+        from .model_picker import ModelPicker
+
+        self.text = QLineEdit()
+        self.text.setPlaceholderText("small bright nodule")
+        self.text.returnPressed.connect(self.text_to_mask)
+        self.clip_model = ModelPicker()
+        self.text_btn = button("Text → mask", self.text_to_mask)
+        self.last_text_result = None
+
         src = QGroupBox("Image and model")
         sf = QFormLayout(src)
         sf.addRow("image", self.image_combo)
@@ -170,6 +182,11 @@ class SegmentWidget(QWidget):
         pf = QVBoxLayout(prompts)
         for w in (self.positive, self.multimask, self.refine, self.auto, self.segment_btn, self.all_btn):
             pf.addWidget(w)
+        text_box = QGroupBox("Text to mask: phrase -> CLIP similarity map -> best region -> SAM")
+        tf = QFormLayout(text_box)
+        tf.addRow("phrase", self.text)
+        tf.addRow(self.clip_model)
+        tf.addRow(self.text_btn)
         objects = QGroupBox("Candidate and annotations")
         of = QVBoxLayout(objects)
         row1, row2 = QHBoxLayout(), QHBoxLayout()
@@ -183,7 +200,7 @@ class SegmentWidget(QWidget):
         for r in (row1, row2, row3):
             of.addLayout(r)
         lay = QVBoxLayout(self)
-        for w in (src, prompts, objects):
+        for w in (src, prompts, text_box, objects):
             lay.addWidget(w)
         lay.addWidget(self.status)
         lay.addStretch(1)
@@ -498,6 +515,46 @@ class SegmentWidget(QWidget):
         self._prompt_time = self._prompt_time or time.perf_counter()
         return self.bridge.submit(req, "VIP segment", self._on_result, self._on_error, channel="segment-decode")
 
+    def text_to_mask(self) -> int | None:
+        """Segment what the typed phrase names; the heatmap goes to "VIP text heatmap"."""
+        try:
+            layer = self.image_layer()
+            image, sig, window, invert = self.model_image(layer)
+            text = self.text.text().strip()
+            if not text:
+                raise VipInputError("Type a phrase first, e.g. 'small bright nodule'.")
+            req = TextSegmentRequest(image.rgb, text, self.clip_model.spec(), self.model.spec(),
+                                     multimask=self.multimask.isChecked(), window=window, invert=invert,
+                                     image_sig=sig, device=self.model.device_name())
+        except VipInputError as exc:
+            self._warn(str(exc))
+            return None
+        self._plane = self.plane_index(layer)
+        self._prompt_time = time.perf_counter()
+        return self.bridge.submit(req, "VIP text to mask", self._on_text_result, self._on_error,
+                                  channel="segment-decode")
+
+    def _on_text_result(self, result) -> None:
+        self.last_text_result = result
+        layer = self.image_layer(required=False)
+        if layer is not None:
+            scale, translate = self._plane_geometry(layer)
+            if HEATMAP_LAYER in self.viewer.layers and self.viewer.layers[HEATMAP_LAYER].data.shape == result.heatmap.shape:
+                self.viewer.layers[HEATMAP_LAYER].data = result.heatmap
+            else:
+                if HEATMAP_LAYER in self.viewer.layers:
+                    self.viewer.layers.remove(HEATMAP_LAYER)
+                self._syncing = True
+                try:
+                    self.viewer.add_image(result.heatmap, name=HEATMAP_LAYER, colormap="inferno", opacity=0.45,
+                                          contrast_limits=(0, 1), blending="additive", scale=scale,
+                                          translate=translate)
+                finally:
+                    self._syncing = False
+        self._on_result(result.segment)
+        if result.steps[0].get("untrained"):
+            self.status.setText("<b style='color:#e8a33d'>UNTRAINED CLIP.</b> " + self.status.text())
+
     def _on_result(self, result) -> None:
         self.last_result = result
         self.candidate = 0
@@ -561,9 +618,15 @@ class SegmentWidget(QWidget):
             prompts = {"boxes_xyxy": [list(result.boxes_xyxy[b])] if len(result.boxes_xyxy) > b else [],
                        "points_xy": result.points_xy.tolist(), "point_labels": result.point_labels.tolist(),
                        "candidate": int(c)}
+            source = "sam"
+            text = self.last_text_result
+            if text is not None and text.segment is result:
+                prompts["text"] = text.text
+                prov = dict(prov, steps=text.steps)
+                source = "text"
             try:
                 ids.append(self.store.commit(result.masks[b, c], getattr(self, "_plane", ()), prompts, prov,
-                                             float(result.scores[b, c])))
+                                             float(result.scores[b, c]), source))
             except VipInputError as exc:
                 self._warn(str(exc))
         self._sync_annotations(ann)

@@ -285,3 +285,104 @@ def segment(engine, req: SegmentRequest, progress) -> SegmentResult:
     return SegmentResult(masks, scores, low, boxes, pts, labels, source,
                          {"embedding": round((t1 - t0) * 1000, 2), "decode": round((t2 - t1) * 1000, 2)},
                          prov, notes)
+
+
+# -- text to mask ------------------------------------------------------------------------------------------------
+@dataclass
+class TextSegmentRequest:
+    """Language-prompted segmentation: phrase -> patch-text similarity map -> best region -> box and positive
+    points -> SAM.
+
+    Attributes
+    ----------
+    image_rgb : np.ndarray
+        ``(H, W, 3)`` uint8 model input (the plane in view, windowed as displayed).
+    text : str
+        The phrase, embedded as given (e.g. ``"small bright nodule"``).
+    clip : ModelSpec
+        The CLIP ViT that makes the similarity map.
+    model : SamSpec
+    threshold : float
+        Region threshold on the normalised map (see :mod:`napari_vip.core.text_region`).
+    n_points : int
+        Positive points from the region (1: its peak; 2: peak and centre pixel).
+    """
+
+    image_rgb: np.ndarray
+    text: str
+    clip: object
+    model: SamSpec
+    threshold: float = 0.5
+    n_points: int = 2
+    multimask: bool = True
+    window: tuple[float, float] | None = None
+    invert: bool = False
+    image_sig: str | None = None
+    device: str = "auto"
+    disk_cache: bool = True
+
+
+@dataclass
+class TextSegmentResult:
+    """The SAM candidates, the heatmap they came from, the region chosen, and each step's provenance.
+
+    Attributes
+    ----------
+    segment : SegmentResult
+        Candidates for the region's box and points (commit them like any SAM result).
+    heatmap : np.ndarray
+        ``(H, W)`` float32 in [0, 1].
+    grid : np.ndarray
+        ``(gh, gw)`` float32 raw patch-text cosine similarities.
+    steps : list of dict
+        ``similarity`` (CLIP spec, sha256, untrained, text), ``region`` (threshold, box, points, score, area),
+        ``sam`` (SAM spec, sha256, untrained, prompts).
+    """
+
+    text: str
+    segment: SegmentResult
+    heatmap: np.ndarray
+    grid: np.ndarray
+    region: object
+    steps: list
+
+    @property
+    def untrained(self) -> bool:
+        return any(s.get("untrained") for s in self.steps)
+
+    def to_dict(self) -> dict:
+        d = self.segment.to_dict()
+        d.update({"text": self.text, "region": self.region.to_dict(), "steps": self.steps,
+                  "untrained": self.untrained, "heatmap_shape": list(self.heatmap.shape),
+                  "grid_shape": list(self.grid.shape)})
+        return d
+
+
+@handles(TextSegmentRequest)
+def text_segment(engine, req: TextSegmentRequest, progress) -> TextSegmentResult:
+    from ..core.text_region import region_prompt
+    from ..models.attention import patch_text_similarity
+
+    image = _check_image(req.image_rgb)
+    text = (req.text or "").strip()
+    if not text:
+        raise VipInputError("Type a phrase to segment, e.g. 'small bright nodule'.")
+    progress(0, 5, "loading CLIP")
+    clip = engine.clip(req.clip, req.device, progress)
+    progress(1, 5, "patch-text similarity")
+    heatmap, grid = patch_text_similarity(clip, image, text)
+    region = region_prompt(heatmap, req.threshold, req.n_points)
+    progress(2, 5, "region chosen; segmenting")
+    seg = segment(engine, SegmentRequest(image, req.model, [region.box_xyxy], region.points_xy.tolist(),
+                                         [1] * len(region.points_xy), None, req.multimask, req.window, req.invert,
+                                         req.image_sig, req.device, req.disk_cache), lambda *a: None)
+    progress(5, 5, "done")
+    steps = [
+        {"step": "similarity", "method": "patch-text cosine similarity", "text": text, **clip.provenance(),
+         "grid_shape": list(np.shape(grid))},
+        {"step": "region", "rule": "highest heatmap sum over connected regions >= threshold", **region.to_dict()},
+        {"step": "sam", **seg.provenance.to_dict(), "prompts": seg.prompts()},
+    ]
+    seg.notes.insert(0, f"prompts from the phrase {text!r}: box {tuple(round(v, 1) for v in region.box_xyxy)}, "
+                        f"{len(region.points_xy)} positive point(s)")
+    return TextSegmentResult(text, seg, np.asarray(heatmap, np.float32), np.asarray(grid, np.float32), region, steps)
