@@ -64,10 +64,14 @@ def ensure_markers_layer(viewer, image_layer=None):
     if MARKERS_LAYER in viewer.layers:
         return viewer.layers[MARKERS_LAYER]
     kwargs = {}
+    edge_width = 2.0
     if image_layer is not None:
         kwargs = {"scale": image_layer.scale[-2:], "translate": image_layer.translate[-2:]}
+        plane = image_layer.data[0] if getattr(image_layer, "multiscale", False) else image_layer.data
+        hw = plane.shape[-3:-1] if getattr(image_layer, "rgb", False) else plane.shape[-2:]
+        edge_width = max(2.0, 0.004 * max(hw))  # visible at whole-image zoom
     layer = viewer.add_shapes(
-        name=MARKERS_LAYER, ndim=2, edge_color="red", face_color="transparent", edge_width=2,
+        name=MARKERS_LAYER, ndim=2, edge_color="red", face_color="transparent", edge_width=edge_width,
         features={"style": np.array([], dtype=object), "color": np.array([], dtype=object)},
         feature_defaults={"style": "", "color": ""}, **kwargs,
     )
@@ -144,7 +148,8 @@ def sync_arrows_layer(viewer, shapes_layer) -> None:
         layer = viewer.layers[ARROWS_LAYER]
         layer.data = vecs
     elif len(vecs):
-        layer = viewer.add_vectors(vecs, name=ARROWS_LAYER, vector_style="arrow", edge_width=2, length=1,
+        layer = viewer.add_vectors(vecs, name=ARROWS_LAYER, vector_style="arrow", length=1,
+                                   edge_width=float(np.max(shapes_layer.edge_width)) if len(shapes_layer.data) else 2.0,
                                    scale=shapes_layer.scale, translate=shapes_layer.translate, opacity=1.0)
     else:
         return

@@ -8,6 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# The tests run models and napari canvases in one process. Load torch's compiler stack (triton, which
+# carries its own LLVM) before any OpenGL context exists: under Mesa's software renderer (llvmpipe, what a
+# virtual display uses) loading it afterwards crashes the process. The plugin itself never imports torch
+# in the GUI process; models run in the worker process.
+import torch  # noqa: E402,F401
+import torchvision  # noqa: E402,F401
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 

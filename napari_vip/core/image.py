@@ -72,7 +72,8 @@ def to_model_rgb(image, contrast_limits=None, invert: bool = False, rgb: bool | 
         ``(H, W)`` gray or ``(H, W, 3|4)`` colour plane, any real dtype.
     contrast_limits : (float, float), optional
         Window: ``low`` maps to 0 and ``high`` to 255, values outside are clipped.  Default: the
-        finite min and max of the plane, except uint8 colour images which pass through unchanged.
+        finite min and max of the plane, except uint8 images, which keep their values (gray: window
+        (0, 255); colour: passed through unchanged), as napari shows them.
     invert : bool
         Invert the result (a ``gray_r`` colormap, DICOM MONOCHROME1).
     rgb : bool, optional
@@ -96,6 +97,8 @@ def to_model_rgb(image, contrast_limits=None, invert: bool = False, rgb: bool | 
         bad = int((~finite).sum())
         notes.append(f"{bad} non-finite pixel(s) (NaN/inf) shown as the window's low value")
     window: tuple[float, float] | None
+    if contrast_limits is None and arr.dtype == np.uint8 and arr.ndim == 2:
+        contrast_limits = (0.0, 255.0)  # as napari shows uint8: stored values, not stretched
     if contrast_limits is None and arr.ndim == 3 and arr.dtype == np.uint8:
         out = arr.copy()
         window = None

@@ -38,7 +38,8 @@ class ClassifyWidget(QWidget):
         self.image_combo = QComboBox()
         self.classes = QPlainTextEdit(DEFAULT_CLASSES["chest x-ray"])
         self.classes.setPlaceholderText("one finding per line")
-        self.classes.setMaximumHeight(90)
+        self.classes.setMinimumHeight(60)
+        self.classes.setMaximumHeight(110)
         self.modality = QComboBox()
         self.modality.setEditable(True)
         self.modality.addItems(MODALITIES)
@@ -49,6 +50,7 @@ class ClassifyWidget(QWidget):
 
         self.style = QComboBox()
         self.style.addItems(STYLES)
+        self.style.setCurrentText("circle")
         self.color = QComboBox()
         self.color.addItems(list(COLORS))
         self.line_width = QSpinBox()
@@ -57,6 +59,11 @@ class ClassifyWidget(QWidget):
         apply_btn.clicked.connect(self.apply_style_to_selected)
 
         self.model = ModelPicker()
+        self.prompts_file = QLineEdit()
+        self.prompts_file.setPlaceholderText("optional: learned prompts (.pt) from the VIP learn dock")
+        browse = QPushButton("…")
+        browse.setMaximumWidth(30)
+        browse.clicked.connect(self._browse_prompts)
         self.classify_btn = QPushButton("Classify")
         self.classify_btn.clicked.connect(self.classify)
         self.cancel_btn = QPushButton("Cancel")
@@ -83,7 +90,13 @@ class ClassifyWidget(QWidget):
         mf.addRow("line width", self.line_width)
         mf.addRow(apply_btn)
         model_box = QGroupBox("Model")
-        QVBoxLayout(model_box).addWidget(self.model)
+        mb = QVBoxLayout(model_box)
+        mb.addWidget(self.model)
+        prow = QHBoxLayout()
+        prow.addWidget(QLabel("learned prompts"))
+        prow.addWidget(self.prompts_file)
+        prow.addWidget(browse)
+        mb.addLayout(prow)
         buttons = QHBoxLayout()
         buttons.addWidget(self.classify_btn)
         buttons.addWidget(self.cancel_btn)
@@ -193,7 +206,9 @@ class ClassifyWidget(QWidget):
         self._fill_defaults(markers_layer)
         markers = markers_from_layer(markers_layer, layer, self.line_width.value(),
                                      default_color=self.color.currentText())
-        classes = check_classes(self.classes.toPlainText().splitlines())
+        prompts_path = self.prompts_file.text().strip() or None
+        lines = self.classes.toPlainText().splitlines()
+        classes = lines if prompts_path else check_classes(lines)  # learned prompts bring their classes
         template = self.template.text()
         check_template(template)
         from ..core.coords import clip_box_xyxy
@@ -209,7 +224,7 @@ class ClassifyWidget(QWidget):
         return ClassifyRequest(image.rgb, clipped_markers, classes, self.model.spec(), template,
                                self.modality.currentText(),
                                tuple(s for s, b in self.suffix_boxes.items() if b.isChecked()),
-                               True, self.model.device_name())
+                               True, self.model.device_name(), prompts_path)
 
     def classify(self) -> int | None:
         """Send a classify request (the newest replaces a running one); returns the job id."""
@@ -224,6 +239,13 @@ class ClassifyWidget(QWidget):
         self.status.setText(f"Classifying {len(req.markers)} marker(s) + baseline…")
         self._job = self.bridge.submit(req, "VIP classify", self._on_result, self._on_error, channel="classify")
         return self._job
+
+    def _browse_prompts(self) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        name, _ = QFileDialog.getOpenFileName(self, "Learned prompts", "", "Learned prompts (*.pt)")
+        if name:
+            self.prompts_file.setText(name)
 
     def _on_result(self, result) -> None:
         result.notes[:0] = getattr(self, "_notes", [])

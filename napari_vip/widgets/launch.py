@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 #: Manifest command ids of the docks opened by ``napari-vip gui``, in order.
-DOCKS = ["napari-vip.classify_widget", "napari-vip.prompts_widget", "napari-vip.attention_widget",
-        "napari-vip.segment_widget", "napari-vip.learn_widget"]
+DOCKS = [
+    "napari-vip.classify_widget",
+    "napari-vip.prompts_widget",
+    "napari-vip.attention_widget",
+    "napari-vip.segment_widget",
+    "napari-vip.learn_widget",
+]
 
 
 def open_viewer(path: str | None = None, screenshot: str | None = None, show: bool = True):
@@ -19,8 +24,11 @@ def open_viewer(path: str | None = None, screenshot: str | None = None, show: bo
         viewer.open(path, plugin=None)
     else:
         viewer.open_sample("napari-vip", "retina")
-    for cmd in DOCKS:
-        viewer.window.add_plugin_dock_widget("napari-vip", _widget_name(cmd))
+    docks = [viewer.window.add_plugin_dock_widget("napari-vip", _widget_name(cmd), tabify=True)[0] for cmd in DOCKS]
+    if docks:  # the classify dock in front; the others are tabs beside it
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(0, docks[0].raise_)
     if screenshot:
         from qtpy.QtCore import QTimer
 

@@ -198,11 +198,8 @@ class LearnWidget(QWidget):
         self.plot.clear()
         self.table.setRowCount(0)
         self.status.setText("Training…")
-        self._job = self.bridge.submit(req, "VIP learn", self._on_result, self._on_error, channel="learn")
-        pending = self.bridge.client._pending.get(self._job)
-        if pending is not None:  # also follow the epoch lines for the plot
-            bar_progress = pending.on_progress
-            pending.on_progress = lambda msg: (bar_progress(msg), self.on_progress_text(msg.text))
+        self._job = self.bridge.submit(req, "VIP learn", self._on_result, self._on_error, channel="learn",
+                                       on_progress=lambda msg: self.on_progress_text(msg.text))
         self.cancel_btn.setEnabled(True)
         return self._job
 

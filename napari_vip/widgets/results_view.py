@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QLabel, QPlainTextEdit, QProgressBar, QTableWidget, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QHeaderView, QLabel, QPlainTextEdit, QProgressBar, QTableWidget, QVBoxLayout, QWidget
 
 
 class ProbabilityTable(QWidget):
@@ -45,7 +45,9 @@ class ProbabilityTable(QWidget):
                 if i == best:
                     bar.setStyleSheet("QProgressBar::chunk { background-color: #d9534f; }")
                 self.table.setCellWidget(i, j, bar)
-        self.table.resizeColumnsToContents()
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        rows_height = self.table.horizontalHeader().height() + 24 * len(classes) + 4
+        self.table.setMaximumHeight(rows_height + self.table.horizontalScrollBar().sizeHint().height())
         lines = []
         for cond in conds:
             lines.append(f"[{cond.name}] " + " | ".join(cond.prompts))

@@ -31,6 +31,7 @@ class WorkerBridge(QObject):
         super().__init__(parent)
         self.client = client or WorkerClient()
         self.client.on_worker_died = self.died.emit
+        self.died.connect(_show_death)
         self._bars: dict[int, object] = {}
         self._busy = False
         self._timer = QTimer(self)
@@ -43,10 +44,11 @@ class WorkerBridge(QObject):
         self._timer.start()
 
     def submit(self, request, description: str, on_done: Callable, on_error: Callable,
-               channel: str | None = None) -> int:
+               channel: str | None = None, on_progress: Callable | None = None) -> int:
         """Send ``request``; ``on_done(result)`` or ``on_error(Failed)`` run later on the GUI thread.
 
         Jobs on the same ``channel`` replace each other (newest wins): a replaced job's callbacks never run.
+        ``on_progress(Progress)`` also sees each progress message (the bar is updated either way).
         """
         job_id = None
 
@@ -62,7 +64,7 @@ class WorkerBridge(QObject):
             if old is not None:
                 self._close_bar(old)
         job_id = self.client.submit(request, channel, on_done=finish(on_done), on_error=finish(on_error),
-                                    on_progress=lambda msg: self._progress(msg, description))
+                                    on_progress=lambda msg: self._progress(msg, description, on_progress))
         self._timer.start()
         self._update_busy()
         return job_id
@@ -92,8 +94,11 @@ class WorkerBridge(QObject):
             self._busy = self.client.busy
             self.busy_changed.emit(self._busy)
 
-    def _progress(self, msg: Progress, description: str) -> None:
+    def _progress(self, msg: Progress, description: str, listener: Callable | None = None) -> None:
         from napari.utils import cancelable_progress
+
+        if listener is not None:
+            listener(msg)
 
         bar = self._bars.get(msg.job_id)
         if bar is None:
@@ -112,6 +117,12 @@ class WorkerBridge(QObject):
         bar = self._bars.pop(job_id, None)
         if bar is not None:
             bar.close()
+
+
+def _show_death(message: str) -> None:
+    from napari.utils.notifications import show_error
+
+    show_error(message)
 
 
 _BRIDGES: "weakref.WeakKeyDictionary[object, WorkerBridge]" = weakref.WeakKeyDictionary()

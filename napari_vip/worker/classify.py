@@ -80,6 +80,27 @@ def condition_name(index: int, marker: Marker) -> str:
     return f"{index + 1}: {marker.style}"
 
 
+def marker_conditions(req: ClassifyRequest) -> list[tuple[str, Marker | None]]:
+    """``(name, marker)`` per condition: the baseline ``("none", None)`` first, then each marker."""
+    conditions: list[tuple[str, Marker | None]] = [("none", None)] if req.include_baseline else []
+    conditions += [(condition_name(i, m), m) for i, m in enumerate(req.markers)]
+    if not conditions:
+        from ..core.errors import VipInputError
+
+        raise VipInputError("Nothing to classify: draw a marker or include the no-marker baseline.")
+    return conditions
+
+
+def rendered_images(req: ClassifyRequest, conditions, progress, first_step: int = 2) -> list[np.ndarray]:
+    """What the model sees for each condition (see :func:`napari_vip.core.markers.render_marker`)."""
+    images = []
+    total = len(conditions) + first_step
+    for k, (_, marker) in enumerate(conditions):
+        images.append(render_marker(req.image_rgb, marker))
+        progress(first_step + k, total, f"rendered {k + 1}/{len(conditions)}")
+    return images
+
+
 @handles(ClassifyRequest)
 def classify(engine, req: ClassifyRequest, progress) -> ClassifyResult:
     if req.prompts_path:
@@ -87,28 +108,18 @@ def classify(engine, req: ClassifyRequest, progress) -> ClassifyResult:
 
         return classify_with_prompts(engine, req, progress)
     classes = check_classes(req.classes)
-    conditions: list[tuple[str, Marker | None]] = [("none", None)] if req.include_baseline else []
-    conditions += [(condition_name(i, m), m) for i, m in enumerate(req.markers)]
-    if not conditions:
-        from ..core.errors import VipInputError
-
-        raise VipInputError("Nothing to classify: draw a marker or include the no-marker baseline.")
+    conditions = marker_conditions(req)
     total = len(conditions) + 2
     progress(0, total, "loading model")
     clip = engine.clip(req.model, req.device, progress)
     progress(1, total, "rendering markers")
-    images, prompt_sets = [], []
-    for k, (_, marker) in enumerate(conditions):
-        images.append(render_marker(req.image_rgb, marker))
-        suffix = marker_suffix(marker.style, marker.color, marker.style in req.marker_text) if marker else ""
-        prompt_sets.append([build_prompt(c, suffix, req.template, req.modality) for c in classes])
-        progress(2 + k, total, f"rendered {k + 1}/{len(conditions)}")
-    img = clip.encode_images(images)
+    img = clip.encode_images(rendered_images(req, conditions, progress))
     results = []
     for k, (name, marker) in enumerate(conditions):
-        txt = clip.encode_texts(prompt_sets[k])
-        probs = clip.probabilities(img[k:k + 1], txt)[0]
-        results.append(ConditionResult(name, marker, prompt_sets[k], probs))
+        suffix = marker_suffix(marker.style, marker.color, marker.style in req.marker_text) if marker else ""
+        prompts = [build_prompt(c, suffix, req.template, req.modality) for c in classes]
+        probs = clip.probabilities(img[k:k + 1], clip.encode_texts(prompts))[0]
+        results.append(ConditionResult(name, marker, prompts, probs))
     progress(total, total, "done")
     prov = Provenance(__version__, **clip.provenance(), extra={"template": req.template, "modality": req.modality,
                                                                "marker_text": list(req.marker_text)})

@@ -218,13 +218,9 @@ def classify_with_prompts(engine, req, progress):
     Markers are rendered as usual; every condition is scored against the learned class embeddings
     (the classes are the file's; ``req.classes``, template and marker text do not apply).
     """
-    from ..core.markers import render_marker
-    from .classify import ClassifyResult, ConditionResult, condition_name
+    from .classify import ClassifyResult, ConditionResult, marker_conditions, rendered_images
 
-    conditions = [("none", None)] if req.include_baseline else []
-    conditions += [(condition_name(i, m), m) for i, m in enumerate(req.markers)]
-    if not conditions:
-        raise VipInputError("Nothing to classify: draw a marker or include the no-marker baseline.")
+    conditions = marker_conditions(req)
     total = len(conditions) + 2
     progress(0, total, "loading model")
     clip = engine.clip(req.model, req.device, progress)
@@ -235,10 +231,7 @@ def classify_with_prompts(engine, req, progress):
         notes.append(f"classes come from the learned prompts ({', '.join(prompts.classes)}), not from the "
                      f"request ({', '.join(given)})")
     progress(1, total, "rendering markers")
-    images = []
-    for k, (_, marker) in enumerate(conditions):
-        images.append(render_marker(req.image_rgb, marker))
-        progress(2 + k, total, f"rendered {k + 1}/{len(conditions)}")
+    images = rendered_images(req, conditions, progress)
     img = clip.encode_images(images)
     probs = clip.probabilities(img, feats)
     label = [f"learned {prompts.method} prompt: {c}" for c in prompts.classes]
