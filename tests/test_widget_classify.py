@@ -1,5 +1,7 @@
 """The classify dock in a headless viewer: markers layer, a rectangle, Classify, results."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -20,7 +22,7 @@ def dock(make_napari_viewer, qtbot, tiny_clip_arch):
     widget.bridge.shutdown()
 
 
-def test_rectangle_then_classify_shows_probabilities(dock, qtbot):
+def test_rectangle_then_classify_shows_probabilities(dock, qtbot, tmp_path):
     viewer, widget = dock
     markers = viewer.layers[MARKERS_LAYER]
     markers.add_rectangles(np.array([[10, 20], [30, 50]]))  # rows 10..30, cols 20..50
@@ -38,6 +40,9 @@ def test_rectangle_then_classify_shows_probabilities(dock, qtbot):
     assert sum(shown) == pytest.approx(100, abs=0.2)
     assert "UNTRAINED" in widget.status.text()
     assert "xray" in viewer.layers  # the user's layers are untouched
+    saved = json.loads(widget.save_results(str(tmp_path / "r.json")).read_text())
+    assert saved["conditions"][1]["probabilities"]["pneumonia"] == pytest.approx(float(res.conditions[1].probabilities[0]))
+    assert saved["untrained"] is True and "napari_vip_version" in saved["provenance"]
     np.testing.assert_array_equal(markers.data[0][[0, 2]], [[10, 20], [30, 50]])
 
 
@@ -107,3 +112,16 @@ def test_plane_in_view_of_a_stack_is_classified(make_napari_viewer, qtbot, tiny_
         assert widget.last_result.conditions[0].name == "none"
     finally:
         widget.bridge.shutdown()
+
+
+def test_window_preset_sets_what_the_model_sees(dock):
+    from napari_vip.layers import model_input
+
+    viewer, widget = dock
+    layer = viewer.add_image(np.array([[-1000, -160], [40, 240]] * 4, np.int16).reshape(8, 2).repeat(4, 1),
+                             name="ct")
+    widget.image_combo.setCurrentText("ct")
+    widget.apply_window_preset("soft_tissue")  # centre 40, width 400 -> (-160, 239)
+    assert tuple(layer.contrast_limits) == (-160.0, 239.0)
+    rgb = model_input(layer, viewer.dims).rgb[..., 0]
+    assert rgb[0, 0] == 0 and rgb[1, 0] == 0 and rgb[2, 0] == round(200 * 255 / 399) and rgb[3, 0] == 255

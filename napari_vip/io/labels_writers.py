@@ -61,7 +61,7 @@ def write_labels_tiff(path, data, attributes: dict | None = None) -> list[str]:
     arr = labels_array(data)
     if arr.dtype.itemsize == 8:  # 64-bit TIFF samples are poorly supported elsewhere
         raise VipInputError("Labels need 64-bit integers, which TIFF readers rarely support; save as .npy.")
-    tifffile.imwrite(p, arr, compression="zlib", metadata={"axes": _tiff_axes(arr.ndim)})
+    tifffile.imwrite(p, arr, compression="zlib", photometric="minisblack", metadata={"axes": _tiff_axes(arr.ndim)})
     return [str(p)]
 
 

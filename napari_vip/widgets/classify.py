@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                            QPlainTextEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..core.errors import VipInputError
 from ..core.markers import COLORS, STYLES, render_marker
 from ..core.prompts import DEFAULT_TEMPLATE, MODALITIES, SUFFIXES, check_classes, check_template
-from ..layers import (MARKERS_LAYER, ensure_markers_layer, markers_from_layer, model_input, shape_color,
-                      sync_arrows_layer)
+from ..io.windows import WINDOW_PRESETS
+from ..layers import (
+    MARKERS_LAYER,
+    ensure_markers_layer,
+    markers_from_layer,
+    model_input,
+    shape_color,
+    sync_arrows_layer,
+)
 from ..worker.classify import ClassifyRequest
 from .model_picker import ModelPicker
 from .results_view import ProbabilityTable
@@ -36,6 +55,10 @@ class ClassifyWidget(QWidget):
         self._job = None
 
         self.image_combo = QComboBox()
+        self.window_preset = QComboBox()
+        self.window_preset.addItems(["as displayed", *WINDOW_PRESETS])
+        self.window_preset.setToolTip("CT window presets (Hounsfield units); the model sees the image as displayed")
+        self.window_preset.textActivated.connect(self.apply_window_preset)
         self.classes = QPlainTextEdit(DEFAULT_CLASSES["chest x-ray"])
         self.classes.setPlaceholderText("one finding per line")
         self.classes.setMinimumHeight(60)
@@ -71,6 +94,9 @@ class ClassifyWidget(QWidget):
         self.cancel_btn.setEnabled(False)
         self.show_btn = QPushButton("Show what the model sees")
         self.show_btn.clicked.connect(self.show_model_view)
+        self.save_btn = QPushButton("Save results…")
+        self.save_btn.clicked.connect(lambda: self.save_results())
+        self.save_btn.setEnabled(False)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.results = ProbabilityTable()
@@ -78,6 +104,7 @@ class ClassifyWidget(QWidget):
         prompts = QGroupBox("Findings and prompts")
         pf = QFormLayout(prompts)
         pf.addRow("image", self.image_combo)
+        pf.addRow("window", self.window_preset)
         pf.addRow("findings", self.classes)
         pf.addRow("modality", self.modality)
         pf.addRow("template", self.template)
@@ -104,7 +131,10 @@ class ClassifyWidget(QWidget):
         for w in (prompts, markers, model_box):
             lay.addWidget(w)
         lay.addLayout(buttons)
-        lay.addWidget(self.show_btn)
+        extra = QHBoxLayout()
+        extra.addWidget(self.show_btn)
+        extra.addWidget(self.save_btn)
+        lay.addLayout(extra)
         lay.addWidget(self.status)
         lay.addWidget(self.results)
 
@@ -183,6 +213,19 @@ class ClassifyWidget(QWidget):
         if colors:
             layer.edge_color = np.asarray(colors, dtype=float) / 255.0
 
+    def apply_window_preset(self, name: str) -> None:
+        """Set the image layer's contrast limits to a CT preset (the display, and so the model input)."""
+        from ..io.windows import apply_window_preset
+
+        layer = self.image_layer(required=False)
+        if layer is None or name not in WINDOW_PRESETS:
+            return
+        if getattr(layer, "rgb", False):
+            self.status.setText("Window presets apply to gray images (CT in Hounsfield units), not colour.")
+            return
+        low, high = apply_window_preset(layer, name)
+        self.status.setText(f"Window {name}: {low:g} to {high:g}.")
+
     def apply_style_to_selected(self) -> None:
         layer = self.markers_layer()
         sel = sorted(layer.selected_data)
@@ -251,8 +294,27 @@ class ClassifyWidget(QWidget):
         result.notes[:0] = getattr(self, "_notes", [])
         self.last_result = result
         self.results.show_result(result)
+        self.save_btn.setEnabled(True)
         warn = "<b style='color:#e8a33d'>UNTRAINED model: random weights.</b> " if result.provenance.untrained else ""
         self.status.setText(warn + "Done.")
+
+    def save_results(self, path: str | None = None):
+        """Write the last result (probabilities, prompts, markers, provenance) to a JSON file."""
+        from ..io.results_json import export_results_json
+
+        if self.last_result is None:
+            return None
+        if path is None:
+            from qtpy.QtWidgets import QFileDialog
+
+            path, _ = QFileDialog.getSaveFileName(self, "Save classification", "vip-classify.json", "JSON (*.json)")
+            if not path:
+                return None
+        d = self.last_result.to_dict()
+        d["image"] = {"layer": self.image_combo.currentText()}
+        out = export_results_json(path, d)
+        self.status.setText(f"Saved {out}.")
+        return out
 
     def _on_error(self, failed) -> None:
         if failed.kind != "stale":
