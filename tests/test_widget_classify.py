@@ -118,8 +118,7 @@ def test_window_preset_sets_what_the_model_sees(dock):
     from napari_vip.layers import model_input
 
     viewer, widget = dock
-    layer = viewer.add_image(np.array([[-1000, -160], [40, 240]] * 4, np.int16).reshape(8, 2).repeat(4, 1),
-                             name="ct")
+    layer = viewer.add_image(np.array([-1000, -160, 40, 240], np.int16)[:, None].repeat(8, 1), name="ct")
     widget.image_combo.setCurrentText("ct")
     widget.apply_window_preset("soft_tissue")  # centre 40, width 400 -> (-160, 239)
     assert tuple(layer.contrast_limits) == (-160.0, 239.0)
