@@ -77,15 +77,18 @@ def test_load_refuses_mismatched_or_foreign_sidecar(tmp_path):
     store = AnnotationStore((10, 10))
     store.commit(disc((10, 10), (5, 5), 2))
     path, side = store.save(tmp_path / "a.npy")
-    data = json.loads(open(side).read())
+    from pathlib import Path
+
+    side = Path(side)
+    data = json.loads(side.read_text())
     data["shape"] = [11, 10]
-    open(side, "w").write(json.dumps(data))
+    side.write_text(json.dumps(data))
     with pytest.raises(VipInputError, match="do not belong together"):
         AnnotationStore.load(path)
-    open(side, "w").write('{"format": "something else"}')
+    side.write_text('{"format": "something else"}')
     with pytest.raises(VipInputError, match="not a napari-vip annotations sidecar"):
         AnnotationStore.load(path)
-    open(side, "w").write('{"format": \n oops')
+    side.write_text('{"format": \n oops')
     with pytest.raises(VipInputError, match="line 2"):
         AnnotationStore.load(path)
 

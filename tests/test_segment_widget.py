@@ -74,7 +74,7 @@ def test_box_click_commit_undo_save_load(dock, qtbot, tiny_sam_arch, tmp_path):
     assert len(clicks.data) == 0 and not viewer.layers[CURRENT_LAYER].data.any()
     assert ann.metadata["vip_annotations"][0]["prompts"]["point_labels"] == [0]
 
-    label_path, side = widget.save_annotations(tmp_path / "ann.tif")
+    label_path, _ = widget.save_annotations(tmp_path / "ann.tif")
     assert widget.undo() == 1 and not ann.data.any()
     assert widget.load_annotations(label_path) == 1
     ann = viewer.layers[ANNOTATIONS_LAYER]

@@ -42,7 +42,7 @@ def test_bad_prompts_are_refused(boxes, pts, labels, match):
 
 
 def test_negative_point_with_a_box_is_fine():
-    boxes, pts, labels, _ = check_prompts([(1, 1, 20, 20)], [(5, 5)], [0], (100, 50))
+    _, pts, labels, _ = check_prompts([(1, 1, 20, 20)], [(5, 5)], [0], (100, 50))
     assert labels.tolist() == [0] and pts.shape == (1, 2)
 
 

@@ -52,7 +52,7 @@ class AnnotationRecord:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "AnnotationRecord":
+    def from_dict(cls, d: dict) -> AnnotationRecord:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         known["id"] = int(known["id"])
         known["plane"] = tuple(int(v) for v in known.get("plane", ()))
@@ -168,7 +168,7 @@ class AnnotationStore:
         return write_annotations_files(label_path, self.labels, self.to_sidecar(), sidecar_path)
 
     @classmethod
-    def load(cls, label_path, sidecar_path=None) -> "AnnotationStore":
+    def load(cls, label_path, sidecar_path=None) -> AnnotationStore:
         """Read a label image and its sidecar back (sidecar default: :func:`sidecar_for`)."""
         labels = read_label_image(label_path)
         side = Path(sidecar_path) if sidecar_path else sidecar_for(label_path)

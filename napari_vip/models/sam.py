@@ -326,7 +326,6 @@ class SamModel:
         DecodeOutput
         """
         import torch
-        import torch.nn.functional as F
 
         boxes = None if boxes_xyxy is None or len(boxes_xyxy) == 0 else np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)
         pts = None if points_xy is None or len(points_xy) == 0 else np.asarray(points_xy, np.float64).reshape(-1, 2)
@@ -381,7 +380,7 @@ class SamModel:
             pe = pe.expand(b, -1, -1, -1)
         _, c, h, w = src.shape
         hs, src_out = dec.transformer(src, pe, tokens)
-        chosen = range(1, dec.num_mask_tokens) if multimask else range(0, 1)
+        chosen = range(1, dec.num_mask_tokens) if multimask else range(1)
         up = dec.output_upscaling(src_out.transpose(1, 2).reshape(b, c, h, w))
         hyper = torch.stack([dec.output_hypernetworks_mlps[i](hs[:, 1 + i, :]) for i in chosen], dim=1)
         bu, cu, hu, wu = up.shape
