@@ -208,7 +208,9 @@ class SegmentWidget(QWidget):
         self._contrast_timer = QTimer(self)
         self._contrast_timer.setSingleShot(True)
         self._contrast_timer.setInterval(300)
-        self._contrast_timer.timeout.connect(self.precompute)
+        self._contrast_timer.timeout.connect(self._precompute_when_in_view)
+        self._embedding_wanted = False
+        self._watched_dock = None
 
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
@@ -389,6 +391,33 @@ class SegmentWidget(QWidget):
         self._input_cache = (key, image, sig, image.window, invert)
         return image, sig, image.window, invert
 
+    def in_view(self) -> bool:
+        """Whether the user can see this dock.  Work starts by itself (embeddings, segmenting a new box)
+        only then, so a background tab does not fill the worker while the user classifies."""
+        window = self.window()
+        if window is self or not window.isVisible():  # not in a shown window (scripts, tests): act
+            return True
+        return self.isVisible() and not self.visibleRegion().isEmpty()  # a covered tab has no visible region
+
+    def _precompute_when_in_view(self) -> None:
+        self._embedding_wanted = not self.in_view()
+        if not self._embedding_wanted:
+            self.precompute()
+            return
+        from qtpy.QtWidgets import QDockWidget
+
+        dock = self.parentWidget()
+        while dock is not None and not isinstance(dock, QDockWidget):
+            dock = dock.parentWidget()
+        if dock is not None and dock is not self._watched_dock:  # embed once the user brings the tab forward
+            self._watched_dock = dock
+            dock.visibilityChanged.connect(self._on_dock_visibility)
+
+    def _on_dock_visibility(self, visible: bool) -> None:
+        if visible and self._embedding_wanted:
+            self._embedding_wanted = False
+            self._contrast_timer.start()
+
     def precompute(self) -> int | None:
         """Ask the worker for the embedding of the plane in view (cached there); returns the job id."""
         layer = self.image_layer(required=False)
@@ -419,7 +448,7 @@ class SegmentWidget(QWidget):
         layer = self.image_layer(required=False)
         if layer is not None and len(self._spatial_shape(layer)) > 2:
             self.clear()
-            self.precompute()
+            self._precompute_when_in_view()
 
     def _on_contrast(self, event=None) -> None:
         self._contrast_timer.start()  # debounced: dragging the contrast slider stays smooth
@@ -442,7 +471,7 @@ class SegmentWidget(QWidget):
         self._prompt_time = time.perf_counter()
         if action == "added":  # a new object: earlier clicks belonged to the previous one
             self._clear_clicks()
-        if self.auto.isChecked():
+        if self.auto.isChecked() and self.in_view():
             self.segment()
 
     def _on_clicks_changed(self, event=None) -> None:

@@ -34,12 +34,14 @@ class WorkerBridge(QObject):
         self.died.connect(_show_death)
         self._bars: dict[int, object] = {}
         self._busy = False
+        self._closed = False
         self._timer = QTimer(self)
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self._poll)
 
     def start(self) -> None:
         """Start the worker now (it also starts on the first request)."""
+        self._closed = False
         self.client.start()
         self._timer.start()
 
@@ -65,6 +67,7 @@ class WorkerBridge(QObject):
                 self._close_bar(old)
         job_id = self.client.submit(request, channel, on_done=finish(on_done), on_error=finish(on_error),
                                     on_progress=lambda msg: self._progress(msg, description, on_progress))
+        self._closed = False
         self._timer.start()
         self._update_busy()
         return job_id
@@ -77,7 +80,14 @@ class WorkerBridge(QObject):
             self.client.cancel(job_id)
 
     def shutdown(self) -> None:
-        self._timer.stop()
+        """Stop polling, close progress bars and end the worker; safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._timer.stop()
+        except RuntimeError:  # the Qt side is already gone at application exit
+            pass
         for job_id in list(self._bars):
             self._close_bar(job_id)
         self.client.shutdown()
