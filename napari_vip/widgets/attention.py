@@ -19,6 +19,7 @@ from ..core.prompts import DEFAULT_MODALITY, DEFAULT_TEMPLATE, SUFFIXES, check_c
 from ..layers import MARKERS_LAYER, markers_from_layer, model_input
 from ..models.attention import METHODS
 from ..worker.attention import AttentionRequest, check_class
+from .layer_choice import ImageLayerChooser
 from .model_picker import ModelPicker
 from .worker_bridge import bridge_for, notify_failure
 
@@ -58,7 +59,7 @@ class AttentionWidget(QWidget):
         self._placement = None
         self._notes: list[str] = []
 
-        self.image_combo = QComboBox()
+        self.image_combo = ImageLayerChooser(napari_viewer)
         self.follow = QCheckBox("use the VIP classify dock's findings, prompts and model")
         self.follow.setChecked(True)
         self.classes = QLineEdit("pneumonia, normal")
@@ -126,9 +127,9 @@ class AttentionWidget(QWidget):
         self.show_combo.currentTextChanged.connect(self._apply_visibility)
         self.bridge.busy_changed.connect(self.cancel_btn.setEnabled)
         self.bridge.died.connect(lambda msg: self.status.setText(f"<span style='color:#d9534f'>{msg}</span>"))
-        self.viewer.layers.events.inserted.connect(self._refresh_images)
-        self.viewer.layers.events.removed.connect(self._refresh_images)
-        self._refresh_images()
+        self.viewer.layers.events.inserted.connect(self.image_combo.refresh)
+        self.viewer.layers.events.removed.connect(self.image_combo.refresh)
+        self.image_combo.refresh()
         self.refresh_classes()
         self._on_follow(self.follow.isChecked())
 
@@ -187,24 +188,9 @@ class AttentionWidget(QWidget):
         super().showEvent(event)
 
     # -- layers ------------------------------------------------------------------------------------------------
-    def _refresh_images(self, event=None) -> None:
-        from napari.layers import Image
-
-        current = self.image_combo.currentText()
-        names = [layer.name for layer in self.viewer.layers
-                 if isinstance(layer, Image) and not layer.name.startswith("VIP ")]
-        self.image_combo.blockSignals(True)
-        self.image_combo.clear()
-        self.image_combo.addItems(names)
-        if current in names:
-            self.image_combo.setCurrentText(current)
-        self.image_combo.blockSignals(False)
-
     def image_layer(self):
-        name = self.image_combo.currentText()
-        if name and name in self.viewer.layers:
-            return self.viewer.layers[name]
-        raise VipInputError("No image layer: open an image (File > Open, or File > Open Sample > napari-vip).")
+        """The chosen image layer (see :meth:`ImageLayerChooser.layer`)."""
+        return self.image_combo.layer()
 
     def attention_layers(self) -> list:
         """Layers this dock made (tagged ``metadata['vip_attention']``)."""

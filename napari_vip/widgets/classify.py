@@ -31,6 +31,7 @@ from ..layers import (
     sync_arrows_layer,
 )
 from ..worker.classify import ClassifyRequest
+from .layer_choice import ImageLayerChooser
 from .model_picker import ModelPicker
 from .results_view import ProbabilityTable
 from .worker_bridge import bridge_for, notify_failure
@@ -54,7 +55,7 @@ class ClassifyWidget(QWidget):
         self.last_result = None
         self._job = None
 
-        self.image_combo = QComboBox()
+        self.image_combo = ImageLayerChooser(napari_viewer, follow_active=True)
         self.window_preset = QComboBox()
         self.window_preset.addItems(["as displayed", *WINDOW_PRESETS])
         self.window_preset.setToolTip("CT window presets (Hounsfield units); the model sees the image as displayed")
@@ -142,25 +143,12 @@ class ClassifyWidget(QWidget):
         self.bridge.died.connect(self._on_died)
         self.viewer.layers.events.inserted.connect(self._refresh_images)
         self.viewer.layers.events.removed.connect(self._refresh_images)
-        self.viewer.layers.selection.events.active.connect(self._on_active)
         self._refresh_images()
         self.markers_layer()
 
     # -- layers ------------------------------------------------------------------------------------------------
-    def image_layers(self):
-        from napari.layers import Image
-
-        return [layer for layer in self.viewer.layers if isinstance(layer, Image)]
-
     def _refresh_images(self, event=None) -> None:
-        current = self.image_combo.currentText()
-        names = [layer.name for layer in self.image_layers() if not layer.name.startswith("VIP ")]
-        self.image_combo.blockSignals(True)
-        self.image_combo.clear()
-        self.image_combo.addItems(names)
-        if current in names:
-            self.image_combo.setCurrentText(current)
-        self.image_combo.blockSignals(False)
+        self.image_combo.refresh()
         layer = self.image_layer(required=False)
         if layer is not None and "vip_modality" in layer.metadata and event is not None:
             self._use_modality(layer.metadata["vip_modality"])
@@ -170,20 +158,9 @@ class ClassifyWidget(QWidget):
         if modality in DEFAULT_CLASSES:
             self.classes.setPlainText(DEFAULT_CLASSES[modality])
 
-    def _on_active(self, event=None) -> None:
-        from napari.layers import Image
-
-        active = self.viewer.layers.selection.active
-        if isinstance(active, Image) and not active.name.startswith("VIP "):
-            self.image_combo.setCurrentText(active.name)
-
     def image_layer(self, required: bool = True):
-        name = self.image_combo.currentText()
-        if name and name in self.viewer.layers:
-            return self.viewer.layers[name]
-        if required:
-            raise VipInputError("No image layer: open an image (File > Open, or File > Open Sample > napari-vip).")
-        return None
+        """The chosen image layer (see :meth:`ImageLayerChooser.layer`)."""
+        return self.image_combo.layer(required)
 
     def markers_layer(self):
         """The markers layer, created over the current image when missing; keeps arrows mirrored."""

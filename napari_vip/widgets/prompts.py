@@ -29,6 +29,7 @@ from ..core.prompts import MODALITIES
 from ..core.region_concepts import VARIANTS, describe_region
 from ..core.symptoms import descriptors_for, load_library, save_library, user_library_path
 from ..layers import MARKERS_LAYER, image_plane, markers_from_layer, model_input
+from .layer_choice import ImageLayerChooser
 from .model_picker import ModelPicker
 from .results_view import ProbabilityTable
 from .worker_bridge import bridge_for, notify_failure
@@ -74,7 +75,7 @@ class PromptsWidget(QWidget):
         self._llm_timer.timeout.connect(self._poll_llm)
 
         # -- image and findings
-        self.image_combo = QComboBox()
+        self.image_combo = ImageLayerChooser(napari_viewer)
         self.modality = QComboBox()
         self.modality.setEditable(True)
         self.modality.addItems(MODALITIES)
@@ -206,9 +207,9 @@ class PromptsWidget(QWidget):
         self.concept_list.itemChanged.connect(lambda item=None: self._store_concepts())
         self.concept_list.model().rowsMoved.connect(lambda *a: QTimer.singleShot(0, self._store_concepts))
         self.bridge.busy_changed.connect(self.cancel_btn.setEnabled)
-        self.viewer.layers.events.inserted.connect(self._refresh_images)
-        self.viewer.layers.events.removed.connect(self._refresh_images)
-        self._refresh_images()
+        self.viewer.layers.events.inserted.connect(self.image_combo.refresh)
+        self.viewer.layers.events.removed.connect(self.image_combo.refresh)
+        self.image_combo.refresh()
         layer = self.image_layer(required=False)
         modality = (layer.metadata.get("vip_modality") if layer is not None else None) or "chest x-ray"
         self.modality.setCurrentText(modality)
@@ -459,25 +460,9 @@ class PromptsWidget(QWidget):
         return self._llm_future is not None
 
     # -- region concepts ---------------------------------------------------------------------------------------
-    def _refresh_images(self, event=None) -> None:
-        from napari.layers import Image
-
-        current = self.image_combo.currentText()
-        names = [la.name for la in self.viewer.layers if isinstance(la, Image) and not la.name.startswith("VIP ")]
-        self.image_combo.blockSignals(True)
-        self.image_combo.clear()
-        self.image_combo.addItems(names)
-        if current in names:
-            self.image_combo.setCurrentText(current)
-        self.image_combo.blockSignals(False)
-
     def image_layer(self, required: bool = True):
-        name = self.image_combo.currentText()
-        if name and name in self.viewer.layers:
-            return self.viewer.layers[name]
-        if required:
-            raise VipInputError("No image layer: open an image (File > Open, or File > Open Sample > napari-vip).")
-        return None
+        """The chosen image layer (see :meth:`ImageLayerChooser.layer`)."""
+        return self.image_combo.layer(required)
 
     def region_inputs(self):
         """``(image_rgb, mask or None, box_xyxy or None)`` for the selected marker's region.

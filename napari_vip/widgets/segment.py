@@ -32,6 +32,7 @@ from ..models.device import DEVICES
 from ..models.embedding_cache import image_signature
 from ..models.sam import SAM_ARCHS, SamSpec
 from ..worker.segment import SegmentEmbedRequest, SegmentRequest, TextSegmentRequest, check_prompts
+from .layer_choice import ImageLayerChooser
 from .worker_bridge import bridge_for, notify_failure
 
 CLICKS_LAYER = "VIP clicks"
@@ -134,7 +135,7 @@ class SegmentWidget(QWidget):
         self._use_all_markers = False
         self._syncing = False
 
-        self.image_combo = QComboBox()
+        self.image_combo = ImageLayerChooser(napari_viewer)
         self.model = SamPicker()
         self.multimask = QCheckBox("three candidates (cycle with Shift-N)")
         self.multimask.setChecked(True)
@@ -227,28 +228,13 @@ class SegmentWidget(QWidget):
         self._refresh_images()
 
     # -- layers ------------------------------------------------------------------------------------------------
-    def image_layers(self):
-        from napari.layers import Image
-
-        return [layer for layer in self.viewer.layers if isinstance(layer, Image) and not layer.name.startswith("VIP ")]
-
     def image_layer(self, required: bool = True):
-        name = self.image_combo.currentText()
-        if name and name in self.viewer.layers:
-            return self.viewer.layers[name]
-        if required:
-            raise VipInputError("No image layer: open an image (File > Open, or File > Open Sample > napari-vip).")
-        return None
+        """The chosen image layer (see :meth:`ImageLayerChooser.layer`)."""
+        return self.image_combo.layer(required)
 
     def _refresh_images(self, event=None) -> None:
         current = self.image_combo.currentText()
-        names = [layer.name for layer in self.image_layers()]
-        self.image_combo.blockSignals(True)
-        self.image_combo.clear()
-        self.image_combo.addItems(names)
-        if current in names:
-            self.image_combo.setCurrentText(current)
-        self.image_combo.blockSignals(False)
+        self.image_combo.refresh()
         if self.image_combo.currentText() != current or self._watched_image is None:
             self._on_image_changed()
 
