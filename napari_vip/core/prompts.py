@@ -31,29 +31,57 @@ def marker_suffix(style: str, color: str = "red", enabled: bool = True) -> str:
     return SUFFIXES[style].format(color=color)
 
 
-def check_template(template: str) -> None:
-    """Refuse a template without ``{c}`` or with fields other than ``c``, ``suffix``, ``modality``."""
+def check_template_fields(template: str, kind: str, allowed, required: str | None = None,
+                          meaning: str = "") -> None:
+    """Refuse a format-string template that does not parse, lacks its required field or has unknown ones.
+
+    Parameters
+    ----------
+    template : str
+        A :meth:`str.format` template.
+    kind : str
+        What the template is for, starting the message (``"Prompt"``, ``"Concept"``, ``"Region"``).
+    allowed : sequence of str
+        The field names it may use, in the order the message lists them.
+    required : str, optional
+        A field it must use, and ``meaning``: what goes there (``"the class name"``).
+
+    Raises
+    ------
+    VipInputError
+        Saying what is wrong and which fields to use.
+    """
     try:
         fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
     except ValueError as exc:
-        raise VipInputError(f"Prompt template {template!r} is not a valid format string: {exc}.") from None
-    if "c" not in fields:
-        raise VipInputError(f"Prompt template {template!r} needs a {{c}} where the class name goes.")
-    unknown = fields - {"c", "suffix", "modality"}
+        raise VipInputError(f"{kind} template {template!r} is not a valid format string: {exc}.") from None
+    if required is not None and required not in fields:
+        raise VipInputError(f"{kind} template {template!r} needs a {{{required}}} where {meaning} goes.")
+    unknown = fields - set(allowed)
     if unknown:
-        raise VipInputError(
-            f"Prompt template {template!r} has unknown field(s) {sorted(unknown)}; use {{c}}, {{suffix}}, {{modality}}."
-        )
+        raise VipInputError(f"{kind} template {template!r} has unknown field(s) {sorted(unknown)}; "
+                            f"use {', '.join('{' + f + '}' for f in allowed)}.")
+
+
+def check_template(template: str) -> None:
+    """Refuse a template without ``{c}`` or with fields other than ``c``, ``suffix``, ``modality``."""
+    check_template_fields(template, "Prompt", ("c", "suffix", "modality"), "c", "the class name")
+
+
+def with_suffix_field(template: str, suffix: str) -> str:
+    """``template`` with a ``{suffix}`` field before its final full stop (at its end without one) when it has
+    none and there is a ``suffix`` to place."""
+    if "{suffix}" in template or not suffix:
+        return template
+    t = template.rstrip()
+    return t[:-1] + "{suffix}." if t.endswith(".") else t + "{suffix}"
 
 
 def build_prompt(class_name: str, suffix: str = "", template: str = DEFAULT_TEMPLATE,
                  modality: str = DEFAULT_MODALITY) -> str:
     """Fill the template.  A template without ``{suffix}`` gets the suffix before its final full stop."""
     check_template(template)
-    if "{suffix}" not in template and suffix:
-        t = template.rstrip()
-        template = t[:-1] + "{suffix}." if t.endswith(".") else t + "{suffix}"
-    return template.format(c=class_name, suffix=suffix, modality=modality)
+    return with_suffix_field(template, suffix).format(c=class_name, suffix=suffix, modality=modality)
 
 
 def check_classes(classes) -> list[str]:

@@ -39,12 +39,12 @@ whose non-zero pixels are the region.
 
 from __future__ import annotations
 
-import string
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from .errors import VipInputError
+from .prompts import check_template_fields
 
 TEMPLATE = "{number} {shape} {size} {color} {keyword}, located in the {location} of the image."
 #: Progressive variants: keyword; + shape; + colour; + size; + number; + location (p6 is :data:`TEMPLATE`).
@@ -179,14 +179,7 @@ def plural(keyword: str) -> str:
 
 def check_template(template: str) -> None:
     """Refuse a region template with fields other than :data:`FIELDS`."""
-    try:
-        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
-    except ValueError as exc:
-        raise VipInputError(f"Region template {template!r} is not a valid format string: {exc}.") from None
-    unknown = fields - set(FIELDS)
-    if unknown:
-        raise VipInputError(f"Region template {template!r} has unknown field(s) {sorted(unknown)}; "
-                            f"use {', '.join('{' + f + '}' for f in FIELDS)}.")
+    check_template_fields(template, "Region", FIELDS)
 
 
 def fill_template(template: str, values: dict[str, str]) -> str:

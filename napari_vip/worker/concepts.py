@@ -10,7 +10,6 @@ concept's embedding is the most similar (cosine) to the image: the concept that 
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,28 +17,20 @@ import numpy as np
 from .. import __version__
 from ..core.errors import VipInputError
 from ..core.markers import Marker, render_marker
-from ..core.prompts import DEFAULT_MODALITY, SUFFIXES, check_classes, marker_suffix
+from ..core.prompts import (DEFAULT_MODALITY, SUFFIXES, check_classes, check_template_fields, marker_suffix,
+                            with_suffix_field)
 from ..models.spec import ModelSpec
 from .engine import handles
 from .protocol import Provenance
 
 #: Sentence for one concept: ``{c}`` class, ``{concept}`` the concept, ``{modality}``, ``{suffix}`` marker phrase.
 CONCEPT_TEMPLATE = "A {modality} with signs of {c}, which has {concept}{suffix}."
-CONCEPT_FIELDS = {"c", "concept", "modality", "suffix"}
+CONCEPT_FIELDS = ("c", "concept", "modality", "suffix")
 
 
 def check_concept_template(template: str) -> None:
     """Refuse a concept template without ``{concept}`` or with unknown fields."""
-    try:
-        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
-    except ValueError as exc:
-        raise VipInputError(f"Concept template {template!r} is not a valid format string: {exc}.") from None
-    if "concept" not in fields:
-        raise VipInputError(f"Concept template {template!r} needs a {{concept}} where the concept goes.")
-    unknown = fields - CONCEPT_FIELDS
-    if unknown:
-        raise VipInputError(f"Concept template {template!r} has unknown field(s) {sorted(unknown)}; "
-                            "use {c}, {concept}, {modality}, {suffix}.")
+    check_template_fields(template, "Concept", CONCEPT_FIELDS, "concept", "the concept")
 
 
 def concept_prompt(class_name: str, concept: str, suffix: str = "", template: str = CONCEPT_TEMPLATE,
@@ -47,11 +38,8 @@ def concept_prompt(class_name: str, concept: str, suffix: str = "", template: st
     """One concept's sentence.  The concept's final full stop is dropped; a template without
     ``{suffix}`` gets the marker phrase before its final full stop."""
     check_concept_template(template)
-    if "{suffix}" not in template and suffix:
-        t = template.rstrip()
-        template = t[:-1] + "{suffix}." if t.endswith(".") else t + "{suffix}"
     concept = " ".join(concept.split()).rstrip(".").strip()
-    return template.format(c=class_name, concept=concept, suffix=suffix, modality=modality)
+    return with_suffix_field(template, suffix).format(c=class_name, concept=concept, suffix=suffix, modality=modality)
 
 
 def check_concepts(concepts) -> dict[str, list[str]]:
