@@ -31,6 +31,7 @@ from ..layers import (
     sync_arrows_layer,
 )
 from ..worker.classify import ClassifyRequest
+from .form_rows import browse_row
 from .layer_choice import ImageLayerChooser
 from .model_picker import ModelPicker
 from .results_view import ProbabilityTable
@@ -85,9 +86,6 @@ class ClassifyWidget(QWidget):
         self.model = ModelPicker()
         self.prompts_file = QLineEdit()
         self.prompts_file.setPlaceholderText("optional: learned prompts (.pt) from the VIP learn dock")
-        browse = QPushButton("…")
-        browse.setMaximumWidth(30)
-        browse.clicked.connect(self._browse_prompts)
         self.classify_btn = QPushButton("Classify")
         self.classify_btn.clicked.connect(self.classify)
         self.cancel_btn = QPushButton("Cancel")
@@ -122,8 +120,7 @@ class ClassifyWidget(QWidget):
         mb.addWidget(self.model)
         prow = QHBoxLayout()
         prow.addWidget(QLabel("learned prompts"))
-        prow.addWidget(self.prompts_file)
-        prow.addWidget(browse)
+        prow.addWidget(browse_row(self.prompts_file, self._browse_prompts))
         mb.addLayout(prow)
         buttons = QHBoxLayout()
         buttons.addWidget(self.classify_btn)

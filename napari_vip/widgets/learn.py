@@ -13,6 +13,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, Q
 from ..core.errors import VipInputError
 from ..models.training import parse_epoch
 from ..worker.learn import LearnRequest
+from .form_rows import browse_row
 from .model_picker import ModelPicker
 from .worker_bridge import bridge_for, notify_failure
 
@@ -124,9 +125,9 @@ class LearnWidget(QWidget):
 
         data_box = QGroupBox("Labelled images")
         df = QFormLayout(data_box)
-        df.addRow("data", self._with_browse(self.data, self._browse_data))
-        df.addRow("descriptors", self._with_browse(self.descriptors, self._browse_library))
-        df.addRow("save to", self._with_browse(self.out, self._browse_out))
+        df.addRow("data", browse_row(self.data, self._browse_data))
+        df.addRow("descriptors", browse_row(self.descriptors, self._browse_library))
+        df.addRow("save to", browse_row(self.out, self._browse_out))
         train_box = QGroupBox("Training")
         tf = QFormLayout(train_box)
         tf.addRow("method", self.method)
@@ -150,17 +151,6 @@ class LearnWidget(QWidget):
         self.bridge.busy_changed.connect(lambda busy: self.cancel_btn.setEnabled(busy and self._job is not None))
 
     # -- inputs ------------------------------------------------------------------------------------------------
-    def _with_browse(self, edit, slot):
-        row = QWidget()
-        h = QHBoxLayout(row)
-        h.setContentsMargins(0, 0, 0, 0)
-        h.addWidget(edit)
-        b = QPushButton("…")
-        b.setMaximumWidth(30)
-        b.clicked.connect(slot)
-        h.addWidget(b)
-        return row
-
     def _browse_data(self) -> None:
         name = QFileDialog.getExistingDirectory(self, "Folder with one sub-folder per class")
         if not name:

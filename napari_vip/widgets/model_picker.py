@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
-                            QWidget)
+from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QLineEdit, QWidget
 
-from ..models.device import DEVICES
 from ..models.spec import DEFAULT_CLIP_ARCH, DEFAULT_UNTRAINED_ARCH, ModelSpec
+from .form_rows import browse_row, device_combo, warning_label
 
 SOURCES = ("hub (BiomedCLIP)", "pretrained tag", "checkpoint file", "untrained (random weights)")
 
@@ -29,22 +28,14 @@ class ModelPicker(QWidget):
         self.tag.setPlaceholderText("e.g. openai")
         self.path = QLineEdit()
         self.path.setPlaceholderText(".pt / .pth / .bin / .safetensors")
-        browse = QPushButton("…")
-        browse.setMaximumWidth(30)
-        browse.clicked.connect(self._browse)
-        row = QHBoxLayout()
-        row.addWidget(self.path)
-        row.addWidget(browse)
-        self.device = QComboBox()
-        self.device.addItems(DEVICES)
-        self.warning = QLabel(UNTRAINED_WARNING)
-        self.warning.setWordWrap(True)
+        self.device = device_combo()
+        self.warning = warning_label(UNTRAINED_WARNING)
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("weights", self.source)
         form.addRow("architecture", self.arch)
         form.addRow("tag", self.tag)
-        form.addRow("checkpoint", row)
+        form.addRow("checkpoint", browse_row(self.path, self._browse))
         form.addRow("device", self.device)
         form.addRow(self.warning)
         self._form = form

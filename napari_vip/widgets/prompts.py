@@ -29,6 +29,7 @@ from ..core.prompts import MODALITIES
 from ..core.region_concepts import VARIANTS, describe_region
 from ..core.symptoms import descriptors_for, load_library, save_library, user_library_path
 from ..layers import MARKERS_LAYER, image_plane, markers_from_layer, model_input
+from .form_rows import browse_row
 from .layer_choice import ImageLayerChooser
 from .model_picker import ModelPicker
 from .results_view import ProbabilityTable
@@ -106,9 +107,6 @@ class PromptsWidget(QWidget):
         # -- sources
         self.library_path = QLineEdit()
         self.library_path.setPlaceholderText("bundled + yours (or a library .json)")
-        browse = QPushButton("…")
-        browse.setMaximumWidth(30)
-        browse.clicked.connect(self._browse_library)
         self.fill_btn = QPushButton("Fill from symptom library")
         self.fill_btn.clicked.connect(self.fill_from_library)
         self.save_btn = QPushButton("Save library…")
@@ -170,10 +168,7 @@ class PromptsWidget(QWidget):
         cl.addLayout(row)
         sources = QGroupBox("Concept sources")
         sf = QFormLayout(sources)
-        row = QHBoxLayout()
-        row.addWidget(self.library_path)
-        row.addWidget(browse)
-        sf.addRow("library", row)
+        sf.addRow("library", browse_row(self.library_path, self._browse_library))
         row = QHBoxLayout()
         row.addWidget(self.fill_btn)
         row.addWidget(self.save_btn)

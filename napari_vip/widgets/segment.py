@@ -28,10 +28,10 @@ from ..core.annotations import AnnotationStore
 from ..core.coords import box_xyxy_from_vertices_rc, rc_to_xy
 from ..core.errors import VipInputError
 from ..layers import MARKERS_LAYER, _to_image_rc, display_window, ensure_markers_layer, model_input
-from ..models.device import DEVICES
 from ..models.embedding_cache import image_signature
 from ..models.sam import SAM_ARCHS, SamSpec
 from ..worker.segment import SegmentEmbedRequest, SegmentRequest, TextSegmentRequest, check_prompts
+from .form_rows import browse_row, device_combo, warning_label
 from .layer_choice import ImageLayerChooser
 from .worker_bridge import bridge_for, notify_failure
 
@@ -58,22 +58,14 @@ class SamPicker(QWidget):
         self.arch.addItems(SAM_ARCHS)
         self.path = QLineEdit()
         self.path.setPlaceholderText("sam_vit_b_01ec64.pth / medsam_vit_b.pth")
-        browse = QPushButton("…")
-        browse.setMaximumWidth(30)
-        browse.clicked.connect(self._browse)
-        row = QHBoxLayout()
-        row.addWidget(self.path)
-        row.addWidget(browse)
         self.medsam = QCheckBox("MedSAM (its own normalisation)")
-        self.device = QComboBox()
-        self.device.addItems(DEVICES)
-        self.warning = QLabel(UNTRAINED_WARNING)
-        self.warning.setWordWrap(True)
+        self.device = device_combo()
+        self.warning = warning_label(UNTRAINED_WARNING)
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("weights", self.source)
         form.addRow("architecture", self.arch)
-        form.addRow("checkpoint", row)
+        form.addRow("checkpoint", browse_row(self.path, self._browse))
         form.addRow("", self.medsam)
         form.addRow("device", self.device)
         form.addRow(self.warning)

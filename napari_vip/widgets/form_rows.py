@@ -1,0 +1,47 @@
+"""Small form pieces the docks share: a path field with a browse button, the device choice, a warning line."""
+
+from __future__ import annotations
+
+from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QWidget
+
+from ..models.device import DEVICES
+
+
+def browse_row(edit, on_browse) -> QWidget:
+    """``edit`` with a narrow "…" button after it that calls ``on_browse`` (which opens a file dialog).
+
+    Parameters
+    ----------
+    edit : QLineEdit
+        The path field; it stays the owner's attribute.
+    on_browse : callable
+        Called with no arguments when the button is clicked.
+
+    Returns
+    -------
+    QWidget
+        The row, without margins, to put into a form or a box layout.
+    """
+    row = QWidget()
+    lay = QHBoxLayout(row)
+    lay.setContentsMargins(0, 0, 0, 0)
+    lay.addWidget(edit)
+    button = QPushButton("…")
+    button.setMaximumWidth(30)
+    button.clicked.connect(lambda *_: on_browse())
+    lay.addWidget(button)
+    return row
+
+
+def device_combo() -> QComboBox:
+    """A combo box of the devices a model may run on (:data:`napari_vip.models.device.DEVICES`)."""
+    combo = QComboBox()
+    combo.addItems(DEVICES)
+    return combo
+
+
+def warning_label(html: str) -> QLabel:
+    """A word-wrapped label for a warning such as "untrained model: random weights"."""
+    label = QLabel(html)
+    label.setWordWrap(True)
+    return label
