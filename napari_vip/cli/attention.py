@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from ..core.markers import COLORS, STYLES, Marker
-from ..core.prompts import DEFAULT_MODALITY, DEFAULT_TEMPLATE, SUFFIXES
 from ..models.attention import METHODS
-from .common import add_model_args, add_window_args, emit, model_image, model_spec_from_args, stderr_progress
+from .common import (
+    add_marker_args,
+    add_model_args,
+    add_window_args,
+    emit,
+    image_block,
+    marker_suffixes,
+    markers_from_args,
+    model_image,
+    model_spec_from_args,
+    stderr_progress,
+    untrained_warning,
+)
 
 
 def add_parser(sub) -> None:
@@ -18,15 +28,7 @@ def add_parser(sub) -> None:
     p.add_argument("--classes", nargs="+", default=None,
                    help="candidate findings (default: just --class); --class must be one of them")
     p.add_argument("--method", default="rollout", choices=METHODS)
-    p.add_argument("--box", nargs=4, type=float, action="append", metavar=("X0", "Y0", "X1", "Y1"), default=[],
-                   help="marker box in (x, y) pixel coordinates; repeat for several markers")
-    p.add_argument("--marker", default="circle", choices=STYLES, help="how to render each box")
-    p.add_argument("--color", default="red", choices=list(COLORS))
-    p.add_argument("--line-width", type=int, default=1, help="in pixels of the 256x256 render")
-    p.add_argument("--template", default=DEFAULT_TEMPLATE)
-    p.add_argument("--modality", default=DEFAULT_MODALITY)
-    p.add_argument("--no-marker-text", action="store_true", help="leave the marker phrase out of the prompts")
-    p.add_argument("--no-baseline", action="store_true", help="skip the no-marker condition")
+    add_marker_args(p)
     p.add_argument("--out", metavar="NPY", default=None,
                    help="save the maps as a (K, H, W) float32 .npy stack in the image's frame, one per condition "
                    "in the JSON's order (crop maps placed at their origin, 0 outside)")
@@ -41,7 +43,6 @@ def run(args) -> int:
 
     import numpy as np
 
-    from ..core.coords import clip_box_xyxy
     from ..core.errors import VipInputError
     from ..worker.attention import AttentionRequest, check_class
     from ..worker.engine import Engine, ProgressReporter
@@ -51,28 +52,19 @@ def run(args) -> int:
     classes = args.classes or [args.class_name]
     check_class(args.class_name, classes)
     image = model_image(args)
-    notes = list(image.notes)
-    markers = []
-    for box in args.box:
-        clipped, was_clipped = clip_box_xyxy(box, image.rgb.shape[:2])
-        if was_clipped:
-            notes.append(f"box {tuple(box)} reaches outside the image; clipped to {tuple(round(v, 2) for v in clipped)}")
-        markers.append(Marker(clipped, args.marker, args.color, args.line_width))
+    markers, notes = markers_from_args(args, image)
     req = AttentionRequest(image.rgb, markers, args.class_name, classes, args.method, model_spec_from_args(args),
-                           args.template, args.modality, () if args.no_marker_text else tuple(SUFFIXES),
-                           not args.no_baseline, args.device)
+                           args.template, args.modality, marker_suffixes(args), not args.no_baseline, args.device)
     result = Engine().run(req, ProgressReporter(stderr_progress))
     result.notes[:0] = notes
     d = result.to_dict()
-    d["image"] = {"path": str(args.image), "window": image.window, "invert": image.invert}
+    d["image"] = image_block(args, image)
     if args.out:
         out = Path(args.out)
         np.save(out, result.stack())
         d["out"] = {"path": str(out), "shape": [len(result.conditions), *result.image_hw],
                     "conditions": [c.name for c in result.conditions]}
-    lines = []
-    if result.provenance.untrained:
-        lines.append("WARNING: untrained model (random weights): these maps mean nothing clinically.")
+    lines = untrained_warning(result.provenance.untrained, "these maps mean nothing clinically")
     lines += [f"note: {n}" for n in result.notes]
     lines.append(f"{result.method} maps for {result.class_name!r}")
     for c in result.conditions:

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-from ..core.markers import COLORS, STYLES, Marker
-from ..core.prompts import DEFAULT_MODALITY, DEFAULT_TEMPLATE, SUFFIXES
-from .common import add_model_args, add_window_args, emit, model_image, model_spec_from_args, stderr_progress
+from .common import (
+    add_marker_args,
+    add_model_args,
+    add_window_args,
+    emit,
+    image_block,
+    marker_suffixes,
+    markers_from_args,
+    model_image,
+    model_spec_from_args,
+    save_rendered,
+    stderr_progress,
+    untrained_warning,
+)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("classify", help="zero-shot CLIP classification with and without a visual marker")
     p.add_argument("image", help="2D image file (PNG, JPEG, TIFF, .npy, DICOM, NIfTI)")
     p.add_argument("--classes", nargs="+", default=None, help="candidate findings (required unless --prompts)")
-    p.add_argument("--box", nargs=4, type=float, action="append", metavar=("X0", "Y0", "X1", "Y1"), default=[],
-                   help="marker box in (x, y) pixel coordinates; repeat for several markers")
-    p.add_argument("--marker", default="circle", choices=STYLES, help="how to render each box")
-    p.add_argument("--color", default="red", choices=list(COLORS))
-    p.add_argument("--line-width", type=int, default=1, help="in pixels of the 256x256 render")
-    p.add_argument("--template", default=DEFAULT_TEMPLATE)
-    p.add_argument("--modality", default=DEFAULT_MODALITY)
-    p.add_argument("--no-marker-text", action="store_true", help="leave the marker phrase out of the prompts")
-    p.add_argument("--no-baseline", action="store_true", help="skip the no-marker condition")
+    add_marker_args(p)
     p.add_argument("--save-rendered", metavar="PNG", default=None,
                    help="save what the model sees for the first marker (or the baseline) as PNG")
     add_window_args(p)
@@ -37,8 +40,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..core.coords import clip_box_xyxy
-    from ..core.markers import render_marker
     from ..worker.classify import ClassifyRequest
     from ..worker.engine import Engine, ProgressReporter
 
@@ -51,27 +52,17 @@ def run(args) -> int:
 
         return run_classify_with_concepts(args)
     image = model_image(args)
-    notes = list(image.notes)
-    markers = []
-    for box in args.box:
-        clipped, was_clipped = clip_box_xyxy(box, image.rgb.shape[:2])
-        if was_clipped:
-            notes.append(f"box {tuple(box)} reaches outside the image; clipped to {tuple(round(v, 2) for v in clipped)}")
-        markers.append(Marker(clipped, args.marker, args.color, args.line_width))
+    markers, notes = markers_from_args(args, image)
     req = ClassifyRequest(image.rgb, markers, args.classes, model_spec_from_args(args), args.template, args.modality,
-                          () if args.no_marker_text else tuple(SUFFIXES), not args.no_baseline, args.device)
+                          marker_suffixes(args), not args.no_baseline, args.device)
     req.prompts_path = getattr(args, "prompts", None)
     if args.save_rendered:
-        from PIL import Image
-
-        Image.fromarray(render_marker(image.rgb, markers[0] if markers else None)).save(args.save_rendered)
+        save_rendered(args.save_rendered, image.rgb, markers)
     result = Engine().run(req, ProgressReporter(stderr_progress))
     result.notes[:0] = notes
     d = result.to_dict()
-    d["image"] = {"path": str(args.image), "window": image.window, "invert": image.invert}
-    lines = []
-    if result.provenance.untrained:
-        lines.append("WARNING: untrained model (random weights): these numbers mean nothing clinically.")
+    d["image"] = image_block(args, image)
+    lines = untrained_warning(result.provenance.untrained)
     lines += [f"note: {n}" for n in result.notes]
     width = max(len(c) for c in result.classes)
     for cond in result.conditions:

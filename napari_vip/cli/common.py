@@ -24,10 +24,97 @@ def add_model_args(p) -> None:
 
 
 def model_spec_from_args(args) -> ModelSpec:
-    arch = args.model
+    """The CLIP spec of ``--model/--pretrained/--checkpoint/--untrained``."""
+    return clip_spec(args.model, args.pretrained, args.checkpoint, args.untrained)
+
+
+def clip_spec(arch, pretrained, checkpoint, untrained: bool) -> ModelSpec:
+    """A CLIP spec from command-line values.
+
+    Parameters
+    ----------
+    arch : str or None
+        open_clip architecture, ``hf-hub:`` id or .json config; ``None``: BiomedCLIP from the hub, or
+        ViT-B-16 when a tag, a checkpoint or random weights are asked for.
+    pretrained, checkpoint : str or None
+    untrained : bool
+    """
     if arch is None:
-        arch = "ViT-B-16" if (args.untrained or args.checkpoint or args.pretrained) else DEFAULT_CLIP_ARCH
-    return ModelSpec(arch=arch, pretrained=args.pretrained, checkpoint=args.checkpoint, untrained=args.untrained)
+        arch = "ViT-B-16" if (untrained or checkpoint or pretrained) else DEFAULT_CLIP_ARCH
+    return ModelSpec(arch=arch, pretrained=pretrained, checkpoint=checkpoint, untrained=untrained)
+
+
+def add_marker_args(p) -> None:
+    """``--box``, ``--marker``, ``--color``, ``--line-width`` and the prompt options of marker conditions
+    (``--template``, ``--modality``, ``--no-marker-text``, ``--no-baseline``)."""
+    from ..core.markers import COLORS, STYLES
+    from ..core.prompts import DEFAULT_MODALITY, DEFAULT_TEMPLATE
+
+    p.add_argument("--box", nargs=4, type=float, action="append", metavar=("X0", "Y0", "X1", "Y1"), default=[],
+                   help="marker box in (x, y) pixel coordinates; repeat for several markers")
+    p.add_argument("--marker", default="circle", choices=STYLES, help="how to render each box")
+    p.add_argument("--color", default="red", choices=list(COLORS))
+    p.add_argument("--line-width", type=int, default=1, help="in pixels of the 256x256 render")
+    p.add_argument("--template", default=DEFAULT_TEMPLATE)
+    p.add_argument("--modality", default=DEFAULT_MODALITY)
+    p.add_argument("--no-marker-text", action="store_true", help="leave the marker phrase out of the prompts")
+    p.add_argument("--no-baseline", action="store_true", help="skip the no-marker condition")
+
+
+def markers_from_args(args, image) -> tuple[list, list[str]]:
+    """The markers of ``args.box`` clipped to the image, and the notes (the image's, then one per clipped box).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        With ``box`` (list of (x0, y0, x1, y1) in pixels), ``marker``, ``color`` and ``line_width``.
+    image : napari_vip.core.image.ModelImage
+        Its ``rgb`` (H, W, 3) gives the bounds.
+
+    Returns
+    -------
+    markers : list of napari_vip.core.markers.Marker
+    notes : list of str
+    """
+    from ..core.coords import clip_box_xyxy
+    from ..core.markers import Marker
+
+    notes = list(image.notes)
+    markers = []
+    for box in args.box:
+        clipped, was_clipped = clip_box_xyxy(box, image.rgb.shape[:2])
+        if was_clipped:
+            kept = tuple(round(v, 2) for v in clipped)
+            notes.append(f"box {tuple(box)} reaches outside the image; clipped to {kept}")
+        markers.append(Marker(clipped, args.marker, args.color, args.line_width))
+    return markers, notes
+
+
+def marker_suffixes(args) -> tuple[str, ...]:
+    """The marker phrases to add to the prompts: none with ``--no-marker-text``."""
+    from ..core.prompts import SUFFIXES
+
+    return () if args.no_marker_text else tuple(SUFFIXES)
+
+
+def save_rendered(path, rgb: np.ndarray, markers) -> None:
+    """Save what the model sees for the first marker (the plain image when there is none) as an image file."""
+    from PIL import Image
+
+    from ..core.markers import render_marker
+
+    Image.fromarray(render_marker(rgb, markers[0] if markers else None)).save(path)
+
+
+def image_block(args, image) -> dict:
+    """The result JSON's ``image`` entry: the file and how it was windowed for the model."""
+    return {"path": str(args.image), "window": image.window, "invert": image.invert}
+
+
+def untrained_warning(untrained: bool, meaning: str = "these numbers mean nothing clinically",
+                      model: str = "model") -> list[str]:
+    """``["WARNING: untrained <model> (random weights): <meaning>."]`` when ``untrained``, else ``[]``."""
+    return [f"WARNING: untrained {model} (random weights): {meaning}."] if untrained else []
 
 
 def add_window_args(p) -> None:

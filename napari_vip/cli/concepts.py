@@ -10,7 +10,19 @@
 
 from __future__ import annotations
 
-from .common import add_window_args, emit, model_image, read_image, stderr_progress
+from .common import (
+    add_window_args,
+    emit,
+    image_block,
+    marker_suffixes,
+    markers_from_args,
+    model_image,
+    model_spec_from_args,
+    read_image,
+    save_rendered,
+    stderr_progress,
+    untrained_warning,
+)
 
 
 def add_parser(sub) -> None:
@@ -82,7 +94,7 @@ def run(args) -> int:
     result = Engine().run(req, ProgressReporter(stderr_progress))
     d = result.to_dict()
     d["notes"] = list(image.notes) + list(result.concepts.notes)
-    d["image"] = {"path": str(args.image), "window": image.window, "invert": image.invert}
+    d["image"] = image_block(args, image)
     d["mask"] = str(args.mask) if args.mask else None
     c = result.concepts
     text = result.variants[args.variant] if args.variant else result.sentence
@@ -162,39 +174,23 @@ def library_concepts(classes, library: str, modality: str) -> dict[str, list[str
 
 def run_classify_with_concepts(args) -> int:
     """``napari-vip classify ... --concepts LIBRARY.json``: concept zero-shot with the classify options."""
-    from ..core.coords import clip_box_xyxy
-    from ..core.markers import Marker
-    from ..core.prompts import SUFFIXES
     from ..worker.concepts import CONCEPT_TEMPLATE, ConceptClassifyRequest
     from ..worker.engine import Engine, ProgressReporter
-    from .common import model_spec_from_args
 
     image = model_image(args)
-    notes = list(image.notes)
-    markers = []
-    for box in args.box:
-        clipped, was_clipped = clip_box_xyxy(box, image.rgb.shape[:2])
-        if was_clipped:
-            notes.append(f"box {tuple(box)} reaches outside the image; clipped")
-        markers.append(Marker(clipped, args.marker, args.color, args.line_width))
+    markers, notes = markers_from_args(args, image)
     concepts = library_concepts(args.classes, args.concepts, args.modality)
     template = getattr(args, "concept_template", None) or CONCEPT_TEMPLATE
     req = ConceptClassifyRequest(image.rgb, markers, concepts, model_spec_from_args(args), template, args.modality,
-                                 () if args.no_marker_text else tuple(SUFFIXES), not args.no_baseline, args.device)
+                                 marker_suffixes(args), not args.no_baseline, args.device)
     if getattr(args, "save_rendered", None):
-        from PIL import Image
-
-        from ..core.markers import render_marker
-
-        Image.fromarray(render_marker(image.rgb, markers[0] if markers else None)).save(args.save_rendered)
+        save_rendered(args.save_rendered, image.rgb, markers)
     result = Engine().run(req, ProgressReporter(stderr_progress))
     result.notes[:0] = notes
     d = result.to_dict()
-    d["image"] = {"path": str(args.image), "window": image.window, "invert": image.invert}
+    d["image"] = image_block(args, image)
     d["library"] = str(args.concepts)
-    lines = []
-    if result.provenance.untrained:
-        lines.append("WARNING: untrained model (random weights): these numbers mean nothing clinically.")
+    lines = untrained_warning(result.provenance.untrained)
     lines += [f"note: {n}" for n in result.notes]
     width = max(len(c) for c in result.classes)
     for cond in result.conditions:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_model_args, emit, model_spec_from_args, stderr_progress
+from .common import add_model_args, emit, model_spec_from_args, stderr_progress, untrained_warning
 
 
 def add_parser(sub) -> None:
@@ -54,9 +54,7 @@ def run(args) -> int:
                        descriptors_path=library, config=config, classes=args.classes, template=args.template,
                        modality=args.modality, device=args.device)
     result = Engine().run(req, ProgressReporter(_epoch_lines))
-    lines = []
-    if result.provenance.untrained:
-        lines.append("WARNING: untrained model (random weights): these numbers mean nothing clinically.")
+    lines = untrained_warning(result.provenance.untrained)
     lines += [f"note: {n}" for n in result.notes]
     counts = ", ".join(f"{c}: {n}" for c, n in result.dataset["counts"].items())
     lines.append(f"data: {counts}; train {result.split['train']}, val {result.split['val']} "

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..models.device import DEVICES
 from ..models.sam import SAM_ARCHS
-from .common import add_window_args, emit, model_image, stderr_progress
+from .common import add_window_args, clip_spec, emit, image_block, model_image, stderr_progress, untrained_warning
 
 
 class _PointAction(argparse.Action):
@@ -37,7 +38,7 @@ def add_sam_args(p) -> None:
     g.add_argument("--medsam", action="store_true", help="MedSAM checkpoint: MedSAM's input normalisation")
     g.add_argument("--untrained", action="store_true",
                    help="random weights of the real architecture, to try the workflow (results say untrained)")
-    g.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
+    g.add_argument("--device", default="auto", choices=DEVICES)
     g.add_argument("--no-disk-cache", action="store_true", help="do not read or write the embedding cache folder")
 
 
@@ -81,13 +82,8 @@ def add_parser(sub) -> None:
 
 
 def clip_spec_from_args(args):
-    from ..models.spec import DEFAULT_CLIP_ARCH, ModelSpec
-
-    arch = args.clip_model
-    if arch is None:
-        arch = "ViT-B-16" if (args.clip_untrained or args.clip_checkpoint or args.clip_pretrained) else DEFAULT_CLIP_ARCH
-    return ModelSpec(arch=arch, pretrained=args.clip_pretrained, checkpoint=args.clip_checkpoint,
-                     untrained=args.clip_untrained)
+    """The CLIP spec of ``--clip-model/--clip-pretrained/--clip-checkpoint/--clip-untrained``."""
+    return clip_spec(args.clip_model, args.clip_pretrained, args.clip_checkpoint, args.clip_untrained)
 
 
 def run(args) -> int:
@@ -116,7 +112,7 @@ def run(args) -> int:
     d = text_result.to_dict() if text_result is not None else result.to_dict()
     if text_result is not None and args.heatmap:
         d["heatmap_path"] = _save_heatmap(args.heatmap, text_result.heatmap)
-    d["image"] = {"path": str(args.image), "window": image.window, "invert": image.invert}
+    d["image"] = image_block(args, image)
     if args.out:
         store = AnnotationStore(image.rgb.shape[:2])
         prov = result.provenance.to_dict()
@@ -130,12 +126,9 @@ def run(args) -> int:
                          source="text" if text_result is not None else "sam")
         label_path, sidecar = store.save(args.out, args.sidecar)
         d["out"] = {"labels": label_path, "sidecar": sidecar}
-    lines = []
-    if result.provenance.untrained:
-        lines.append("WARNING: untrained SAM (random weights): the masks mean nothing.")
+    lines = untrained_warning(result.provenance.untrained, "the masks mean nothing", "SAM")
     if text_result is not None:
-        if text_result.steps[0].get("untrained"):
-            lines.append("WARNING: untrained CLIP (random weights): the similarity map means nothing.")
+        lines += untrained_warning(text_result.steps[0].get("untrained"), "the similarity map means nothing", "CLIP")
         reg = text_result.region
         lines.append(f"text {text_result.text!r}: region of {int(reg.region.sum())} px (of {reg.n_regions} above "
                      f"{reg.threshold:g}), box {tuple(round(v, 1) for v in reg.box_xyxy)}")
