@@ -20,13 +20,12 @@ import numpy as np
 from .. import __version__
 from ..core.errors import VipInputError
 from ..core.focus import Focus, focus_in_box, shift_box_xyxy
-from ..core.markers import Marker, crop_box, render_marker
-from ..core.prompts import (DEFAULT_MODALITY, DEFAULT_TEMPLATE, SUFFIXES, build_prompt, check_classes,
-                            marker_suffix)
+from ..core.markers import Marker, crop_box
+from ..core.prompts import DEFAULT_MODALITY, DEFAULT_TEMPLATE, SUFFIXES, build_prompt, check_classes
 from ..core.coords import clip_box_xyxy
 from ..models.attention import METHODS
 from ..models.spec import ModelSpec
-from .classify import condition_name
+from .classify import condition_suffix, marker_conditions, rendered_images
 from .engine import handles
 from .protocol import Provenance
 
@@ -183,22 +182,18 @@ def attention(engine, req: AttentionRequest, progress) -> AttentionResult:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise VipInputError(f"The image must be (H, W, 3) uint8; got {image.shape} {image.dtype}.")
     hw = image.shape[:2]
-    conditions: list[tuple[str, Marker | None]] = [("none", None)] if req.include_baseline else []
-    conditions += [(condition_name(i, m), m) for i, m in enumerate(req.markers)]
-    if not conditions:
-        raise VipInputError("Nothing to map: draw a marker or include the no-marker baseline.")
+    conditions = marker_conditions(req, "map")
     total = len(conditions) + 2
     progress(0, total, "loading model")
     clip = engine.clip(req.model, req.device, progress)
     check_method(clip.model, req.method)
     progress(1, total, "rendering markers")
+    images = rendered_images(req, conditions, progress)
     ci = classes.index(class_name)
     results: list[AttentionCondition] = []
     notes: list[str] = []
-    for k, (name, marker) in enumerate(conditions):
-        rendered = render_marker(image, marker)
-        suffix = marker_suffix(marker.style, marker.color, marker.style in req.marker_text) if marker else ""
-        prompts = [build_prompt(c, suffix, req.template, req.modality) for c in classes]
+    for k, ((name, marker), rendered) in enumerate(zip(conditions, images)):
+        prompts = [build_prompt(c, condition_suffix(req, marker), req.template, req.modality) for c in classes]
         cond_notes: list[str] = []
         origin = (0, 0)
         if marker is not None and marker.style == "crop":

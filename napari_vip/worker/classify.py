@@ -80,19 +80,42 @@ def condition_name(index: int, marker: Marker) -> str:
     return f"{index + 1}: {marker.style}"
 
 
-def marker_conditions(req: ClassifyRequest) -> list[tuple[str, Marker | None]]:
-    """``(name, marker)`` per condition: the baseline ``("none", None)`` first, then each marker."""
+def marker_conditions(req, task: str = "classify") -> list[tuple[str, Marker | None]]:
+    """``(name, marker)`` per condition: the baseline ``("none", None)`` first, then each marker.
+
+    Parameters
+    ----------
+    req : ClassifyRequest or a request with ``markers`` and ``include_baseline``
+        (attention, concept classification).
+    task : str
+        The verb of the message when there is no condition ("Nothing to classify: ...").
+
+    Raises
+    ------
+    VipInputError
+        No marker and no baseline.
+    """
     conditions: list[tuple[str, Marker | None]] = [("none", None)] if req.include_baseline else []
     conditions += [(condition_name(i, m), m) for i, m in enumerate(req.markers)]
     if not conditions:
         from ..core.errors import VipInputError
 
-        raise VipInputError("Nothing to classify: draw a marker or include the no-marker baseline.")
+        raise VipInputError(f"Nothing to {task}: draw a marker or include the no-marker baseline.")
     return conditions
 
 
-def rendered_images(req: ClassifyRequest, conditions, progress, first_step: int = 2) -> list[np.ndarray]:
-    """What the model sees for each condition (see :func:`napari_vip.core.markers.render_marker`)."""
+def condition_suffix(req, marker: Marker | None) -> str:
+    """The marker phrase of a condition's prompts: ``""`` for the baseline or a style not in
+    ``req.marker_text``."""
+    return marker_suffix(marker.style, marker.color, marker.style in req.marker_text) if marker else ""
+
+
+def rendered_images(req, conditions, progress, first_step: int = 2) -> list[np.ndarray]:
+    """What the model sees for each condition (see :func:`napari_vip.core.markers.render_marker`).
+
+    ``req.image_rgb`` is rendered once per condition; ``progress(first_step + k, len(conditions) +
+    first_step, ...)`` follows each render.
+    """
     images = []
     total = len(conditions) + first_step
     for k, (_, marker) in enumerate(conditions):
@@ -116,8 +139,7 @@ def classify(engine, req: ClassifyRequest, progress) -> ClassifyResult:
     img = clip.encode_images(rendered_images(req, conditions, progress))
     results = []
     for k, (name, marker) in enumerate(conditions):
-        suffix = marker_suffix(marker.style, marker.color, marker.style in req.marker_text) if marker else ""
-        prompts = [build_prompt(c, suffix, req.template, req.modality) for c in classes]
+        prompts = [build_prompt(c, condition_suffix(req, marker), req.template, req.modality) for c in classes]
         probs = clip.probabilities(img[k:k + 1], clip.encode_texts(prompts))[0]
         results.append(ConditionResult(name, marker, prompts, probs))
     progress(total, total, "done")

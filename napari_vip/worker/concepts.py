@@ -16,10 +16,10 @@ import numpy as np
 
 from .. import __version__
 from ..core.errors import VipInputError
-from ..core.markers import Marker, render_marker
-from ..core.prompts import (DEFAULT_MODALITY, SUFFIXES, check_classes, check_template_fields, marker_suffix,
-                            with_suffix_field)
+from ..core.markers import Marker
+from ..core.prompts import DEFAULT_MODALITY, SUFFIXES, check_classes, check_template_fields, with_suffix_field
 from ..models.spec import ModelSpec
+from .classify import condition_suffix, marker_conditions, rendered_images
 from .engine import handles
 from .protocol import Provenance
 
@@ -152,19 +152,15 @@ def classify_with_concepts(engine, req: ConceptClassifyRequest, progress) -> Con
     concepts = check_concepts(req.concepts)
     check_concept_template(req.template)
     classes = list(concepts)
-    conditions: list[tuple[str, Marker | None]] = [("none", None)] if req.include_baseline else []
-    conditions += [(f"{i + 1}: {m.style}", m) for i, m in enumerate(req.markers)]
-    if not conditions:
-        raise VipInputError("Nothing to classify: draw a marker or include the no-marker baseline.")
+    conditions = marker_conditions(req)
     total = len(conditions) + 2
     progress(0, total, "loading model")
     clip = engine.clip(req.model, req.device, progress)
     progress(1, total, "rendering markers")
-    images = [render_marker(req.image_rgb, m) for _, m in conditions]
-    img = clip.encode_images(images)
+    img = clip.encode_images(rendered_images(req, conditions, progress))
     results = []
     for k, (name, marker) in enumerate(conditions):
-        suffix = marker_suffix(marker.style, marker.color, marker.style in req.marker_text) if marker else ""
+        suffix = condition_suffix(req, marker)
         class_prompts = {c: [concept_prompt(c, t, suffix, req.template, req.modality) for t in concepts[c]]
                          for c in classes}
         merged, per_class = class_embeddings(clip, class_prompts)
