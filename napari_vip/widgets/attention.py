@@ -21,7 +21,8 @@ from ..models.attention import METHODS
 from ..worker.attention import AttentionRequest, check_class
 from .layer_choice import ImageLayerChooser
 from .model_picker import ModelPicker
-from .worker_bridge import bridge_for, notify_failure
+from .status_text import error_html, show_failure, untrained_prefix, warning_html
+from .worker_bridge import bridge_for
 
 LAYER_PREFIX = "VIP attention"
 COLORMAPS = ("inferno", "turbo")
@@ -126,7 +127,7 @@ class AttentionWidget(QWidget):
         self.opacity.valueChanged.connect(self._restyle)
         self.show_combo.currentTextChanged.connect(self._apply_visibility)
         self.bridge.busy_changed.connect(self.cancel_btn.setEnabled)
-        self.bridge.died.connect(lambda msg: self.status.setText(f"<span style='color:#d9534f'>{msg}</span>"))
+        self.bridge.died.connect(lambda msg: self.status.setText(error_html(msg)))
         self.viewer.layers.events.inserted.connect(self.image_combo.refresh)
         self.viewer.layers.events.removed.connect(self.image_combo.refresh)
         self.image_combo.refresh()
@@ -237,7 +238,7 @@ class AttentionWidget(QWidget):
         try:
             req = self.build_request()
         except VipInputError as exc:
-            self.status.setText(f"<span style='color:#e8a33d'>{exc}</span>")
+            self.status.setText(warning_html(exc))
             from napari.utils.notifications import show_warning
 
             show_warning(str(exc))
@@ -248,9 +249,7 @@ class AttentionWidget(QWidget):
         return self._job
 
     def _on_error(self, failed) -> None:
-        if failed.kind != "stale":
-            self.status.setText(f"<span style='color:#e8a33d'>{failed.message}</span>")
-        notify_failure(failed)
+        show_failure(self.status, failed)
 
     # -- results -----------------------------------------------------------------------------------------------
     def show_result(self, result) -> None:
@@ -289,7 +288,7 @@ class AttentionWidget(QWidget):
         self._fill_table(result)
         self._fill_show_combo(result, wanted)
         notes = list(result.notes) + [f"{c.name}: {n}" for c in result.conditions for n in c.notes]
-        warn = "<b style='color:#e8a33d'>UNTRAINED model: random weights.</b> " if result.provenance.untrained else ""
+        warn = untrained_prefix(result.provenance.untrained)
         self.status.setText(warn + "Done." + ("<br>" + "<br>".join(notes) if notes else ""))
 
     def _style(self, layer) -> None:

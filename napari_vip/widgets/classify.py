@@ -35,7 +35,8 @@ from .form_rows import browse_row
 from .layer_choice import ImageLayerChooser
 from .model_picker import ModelPicker
 from .results_view import ProbabilityTable
-from .worker_bridge import bridge_for, notify_failure
+from .status_text import error_html, show_failure, untrained_prefix, warning_html
+from .worker_bridge import bridge_for
 
 DEFAULT_CLASSES = {"fundus photograph": "diabetic retinopathy\nglaucoma\nnormal",
                    "chest x-ray": "pneumonia\nnormal"}
@@ -248,7 +249,7 @@ class ClassifyWidget(QWidget):
         try:
             req = self.build_request()
         except VipInputError as exc:
-            self.status.setText(f"<span style='color:#e8a33d'>{exc}</span>")
+            self.status.setText(warning_html(exc))
             from napari.utils.notifications import show_warning
 
             show_warning(str(exc))
@@ -269,7 +270,7 @@ class ClassifyWidget(QWidget):
         self.last_result = result
         self.results.show_result(result)
         self.save_btn.setEnabled(True)
-        warn = "<b style='color:#e8a33d'>UNTRAINED model: random weights.</b> " if result.provenance.untrained else ""
+        warn = untrained_prefix(result.provenance.untrained)
         self.status.setText(warn + "Done.")
 
     def save_results(self, path: str | None = None):
@@ -291,15 +292,13 @@ class ClassifyWidget(QWidget):
         return out
 
     def _on_error(self, failed) -> None:
-        if failed.kind != "stale":
-            self.status.setText(f"<span style='color:#e8a33d'>{failed.message}</span>")
-        notify_failure(failed)
+        show_failure(self.status, failed)
 
     def _on_busy(self, busy: bool) -> None:
         self.cancel_btn.setEnabled(busy)
 
     def _on_died(self, message: str) -> None:
-        self.status.setText(f"<span style='color:#d9534f'>{message}</span>")
+        self.status.setText(error_html(message))
 
     def show_model_view(self) -> None:
         """Add what the model sees for the selected (or first) marker as an RGB layer."""

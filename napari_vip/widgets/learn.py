@@ -15,7 +15,8 @@ from ..models.training import parse_epoch
 from ..worker.learn import LearnRequest
 from .form_rows import browse_row
 from .model_picker import ModelPicker
-from .worker_bridge import bridge_for, notify_failure
+from .status_text import show_failure, untrained_prefix, warning_html
+from .worker_bridge import bridge_for
 
 SERIES = {"loss": QColor("#e8a33d"), "acc": QColor("#5cb85c"), "val_loss": QColor("#d9534f"),
           "val_acc": QColor("#5bc0de")}
@@ -183,7 +184,7 @@ class LearnWidget(QWidget):
         try:
             req = self.build_request()
         except VipInputError as exc:
-            self.status.setText(f"<span style='color:#e8a33d'>{exc}</span>")
+            self.status.setText(warning_html(exc))
             return None
         self.plot.clear()
         self.table.setRowCount(0)
@@ -215,7 +216,7 @@ class LearnWidget(QWidget):
                                    "acc": r["train_accuracy"],
                                    **({"val_loss": r["val_loss"], "val_acc": r["val_accuracy"]}
                                       if r.get("val_loss") is not None else {})})
-        warn = "<b style='color:#e8a33d'>UNTRAINED model: random weights.</b> " if result.provenance.untrained else ""
+        warn = untrained_prefix(result.provenance.untrained)
         saved = f" Saved to {result.out}; choose it in the classify dock." if result.out else " (not saved)"
         notes = "".join(f"<br>{n}" for n in result.notes)
         self.status.setText(f"{warn}Done: evaluated on {result.split['evaluated_on']} "
@@ -232,6 +233,4 @@ class LearnWidget(QWidget):
     def _on_error(self, failed) -> None:
         self._job = None
         self.cancel_btn.setEnabled(False)
-        if failed.kind != "stale":
-            self.status.setText(f"<span style='color:#e8a33d'>{failed.message}</span>")
-        notify_failure(failed)
+        show_failure(self.status, failed)

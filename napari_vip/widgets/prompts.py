@@ -33,7 +33,8 @@ from .form_rows import browse_row
 from .layer_choice import ImageLayerChooser
 from .model_picker import ModelPicker
 from .results_view import ProbabilityTable
-from .worker_bridge import bridge_for, notify_failure
+from .status_text import show_failure, untrained_prefix, warning_html
+from .worker_bridge import bridge_for
 
 CURRENT_MASK_LAYER = "VIP current mask"
 DEFAULT_FINDINGS = {"fundus photograph": ["diabetic retinopathy", "glaucoma", "normal"],
@@ -42,10 +43,6 @@ VARIANT_LABELS = {"p1": "p1 keyword", "p2": "p2 + shape", "p3": "p3 + colour", "
                   "p5": "p5 + number", "p6": "p6 + location (full)"}
 CONCEPT_FLAGS = (Qt.ItemIsEnabled | Qt.ItemIsSelectable | Qt.ItemIsEditable | Qt.ItemIsUserCheckable
                  | Qt.ItemIsDragEnabled)
-
-
-def _warn(text: str) -> str:
-    return f"<span style='color:#e8a33d'>{text}</span>"
 
 
 class PromptsWidget(QWidget):
@@ -238,7 +235,7 @@ class PromptsWidget(QWidget):
         if not name:
             return
         if name.casefold() in (c.casefold() for c in self.concepts):
-            self.status.setText(_warn(f"{name!r} is already a finding."))
+            self.status.setText(warning_html(f"{name!r} is already a finding."))
             return
         self.set_classes(self.classes() + [name])
         self.select_class(name)
@@ -271,7 +268,7 @@ class PromptsWidget(QWidget):
         if old is None or new == old:
             return
         if not new or new.casefold() in (c.casefold() for c in self.concepts if c != old):
-            self.status.setText(_warn(f"Cannot rename {old!r} to {new!r}: empty or already a finding."))
+            self.status.setText(warning_html(f"Cannot rename {old!r} to {new!r}: empty or already a finding."))
             self.class_list.blockSignals(True)
             item.setText(old)
             self.class_list.blockSignals(False)
@@ -324,7 +321,7 @@ class PromptsWidget(QWidget):
     def _add_typed(self) -> None:
         name = self.current_class()
         if name is None:
-            self.status.setText(_warn("Add a finding first."))
+            self.status.setText(warning_html("Add a finding first."))
             return
         if self.add_concepts(name, [self.new_concept.text()]):
             self.new_concept.clear()
@@ -367,7 +364,7 @@ class PromptsWidget(QWidget):
         try:
             lib = self.library()
         except VipInputError as exc:
-            self.status.setText(_warn(str(exc)))
+            self.status.setText(warning_html(str(exc)))
             return
         modality = self.modality.currentText()
         added, missing = 0, []
@@ -396,7 +393,7 @@ class PromptsWidget(QWidget):
             try:
                 self.save_to(name)
             except (VipInputError, OSError) as exc:
-                self.status.setText(_warn(str(exc)))
+                self.status.setText(warning_html(str(exc)))
 
     # -- language model ----------------------------------------------------------------------------------------
     def llm_config(self):
@@ -422,7 +419,7 @@ class PromptsWidget(QWidget):
         if why is None and self._llm_future is not None:
             why = "A language model request is already running."
         if why:
-            self.status.setText(_warn(why))
+            self.status.setText(warning_html(why))
             self.llm_btn.setToolTip(why)
             return False
         self._llm_class = name
@@ -443,7 +440,7 @@ class PromptsWidget(QWidget):
         self.llm_btn.setText("Generate with language model")
         exc = fut.exception()
         if exc is not None:
-            self.status.setText(_warn(str(exc) if isinstance(exc, VipInputError)
+            self.status.setText(warning_html(str(exc) if isinstance(exc, VipInputError)
                                       else f"The language model request failed: {exc}"))
             return
         n = self.add_concepts(self._llm_class, fut.result())
@@ -497,7 +494,7 @@ class PromptsWidget(QWidget):
             keyword = self.keyword.text().strip() or name
             rc = describe_region(rgb, mask, box, keyword)
         except VipInputError as exc:
-            self.status.setText(_warn(str(exc)))
+            self.status.setText(warning_html(str(exc)))
             return None
         self.last_region = rc
         text = rc.sentence(VARIANTS[self.variant.currentData()])
@@ -534,7 +531,7 @@ class PromptsWidget(QWidget):
         try:
             req = self.build_request()
         except VipInputError as exc:
-            self.status.setText(_warn(str(exc)))
+            self.status.setText(warning_html(str(exc)))
             return None
         self.status.setText(f"Classifying {len(req.concepts)} finding(s) by their concepts…")
         return self.bridge.submit(req, "VIP concepts", self._on_result, self._on_error, channel="concepts")
@@ -556,14 +553,11 @@ class PromptsWidget(QWidget):
                 item.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable)
                 self.best.setItem(i, j, item)
         self.best.resizeColumnsToContents()
-        warn = ("<b style='color:#e8a33d'>UNTRAINED model: random weights.</b> "
-                if result.provenance.untrained else "")
+        warn = untrained_prefix(result.provenance.untrained)
         self.status.setText(warn + "Done.")
 
     def _on_error(self, failed) -> None:
-        if failed.kind != "stale":
-            self.status.setText(_warn(failed.message))
-        notify_failure(failed)
+        show_failure(self.status, failed)
 
     def best_concept_text(self, row: int, col: int) -> str:
         """The best-concept cell (for tests and accessibility)."""

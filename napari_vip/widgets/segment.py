@@ -33,6 +33,7 @@ from ..models.sam import SAM_ARCHS, SamSpec
 from ..worker.segment import SegmentEmbedRequest, SegmentRequest, TextSegmentRequest, check_prompts
 from .form_rows import browse_row, device_combo, warning_label
 from .layer_choice import ImageLayerChooser
+from .status_text import warning_html
 from .worker_bridge import bridge_for, notify_failure
 
 CLICKS_LAYER = "VIP clicks"
@@ -597,7 +598,7 @@ class SegmentWidget(QWidget):
         notify_failure(failed)
 
     def _warn(self, message: str, notify: bool = True) -> None:
-        self.status.setText(f"<span style='color:#e8a33d'>{message}</span>")
+        self.status.setText(warning_html(message))
         if notify:
             from napari.utils.notifications import show_warning
 
