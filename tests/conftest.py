@@ -37,8 +37,6 @@ def tiny_clip_arch() -> str:
 @pytest.fixture(scope="session")
 def tiny_clip_checkpoint(tmp_path_factory, tiny_clip_arch):
     """``(arch, path)`` of a state dict saved from a randomly initialised tiny CLIP (seeded)."""
-    import torch
-
     from napari_vip.models.clip import _create
 
     torch.manual_seed(0)
@@ -66,8 +64,6 @@ def tiny_sam_arch() -> str:
 @pytest.fixture(scope="session")
 def tiny_sam_checkpoint(tmp_path_factory, tiny_sam_arch):
     """``(arch, path)`` of a state dict saved from a randomly initialised tiny SAM (seeded)."""
-    import torch
-
     from napari_vip.models.sam import build_sam
 
     torch.manual_seed(1)
