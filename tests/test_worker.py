@@ -135,3 +135,14 @@ def test_bad_input_in_the_worker_comes_back_as_a_message(client, tiny_clip_arch)
     job = rec.submit(client, ClassifyRequest(img, [], ["a", "A"], ModelSpec(tiny_clip_arch, untrained=True)))
     client.wait(job, timeout=60)
     assert rec.errors[0].kind == "input" and "Duplicate" in rec.errors[0].message
+
+
+def test_selftest_command_checks_the_worker(capsys):
+    import json
+
+    from napari_vip.cli.main import main
+
+    assert main(["selftest", "--device", "cpu", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["ok"] and d["cancel_works"] and d["progress_messages"] == 4 and d["device"] == "cpu"
+    assert d["worker_pid"] != os.getpid()

@@ -11,6 +11,7 @@ from ..core.errors import VipInputError
 #: Modules with ``add_parser(subparsers)``; each sets ``func(args) -> int`` on its parser.
 COMMANDS = [
     "napari_vip.cli.gui",
+    "napari_vip.cli.selftest",
     "napari_vip.cli.classify",
     "napari_vip.cli.concepts",
     "napari_vip.cli.segment",
