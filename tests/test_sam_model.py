@@ -171,3 +171,24 @@ def test_custom_checkpoint_of_other_size_does_not_load(tiny_sam_checkpoint, tmp_
     _, path = tiny_sam_checkpoint
     with pytest.raises(VipInputError, match="custom size"):
         load_sam(SamSpec("vit_b", checkpoint=path))
+
+
+def test_cached_image_side_equals_segment_anythings_transformer(tiny_sam_checkpoint):
+    """The decoder's first-block image projections, computed once per image, change nothing."""
+    import torch
+
+    from napari_vip.models.sam import SamSpec, load_sam
+    from napari_vip.models.sam_decoder import image_side, two_way_transformer
+
+    arch, path = tiny_sam_checkpoint
+    sam = load_sam(SamSpec(arch, checkpoint=path), "cpu")
+    tr = sam.sam.mask_decoder.transformer
+    torch.manual_seed(0)
+    c = tr.embedding_dim
+    src, pe = torch.randn(1, c, 8, 8), torch.randn(1, c, 8, 8)
+    tokens = torch.randn(3, 7, c)  # three prompts at once
+    with torch.inference_mode():
+        want_q, want_k = tr(src.expand(3, -1, -1, -1), pe.expand(3, -1, -1, -1), tokens)
+        got_q, got_k = two_way_transformer(tr, image_side(tr, src, pe), tokens)
+    torch.testing.assert_close(got_q, want_q, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got_k, want_k, rtol=1e-5, atol=1e-5)

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..core.errors import VipInputError
 from .checkpoint import load_into, load_state_dict, sha256_file
+from .sam_decoder import image_side, two_way_transformer
 
 SAM_ARCHS = ("vit_b", "vit_l", "vit_h")
 #: Encoder sizes of the released architectures: (embed dim, depth, heads, global attention blocks).
@@ -180,7 +181,7 @@ class SamEmbedding:
     features: object
     input_size: tuple[int, int]
     original_size: tuple[int, int]
-    _no_mask_src: object = field(default=None, repr=False)
+    _image_side: object = field(default=None, repr=False)
 
 
 @dataclass
@@ -359,28 +360,26 @@ class SamModel:
 
     def _decode_low_res(self, emb: SamEmbedding, sparse, dense, multimask: bool):
         """SAM's ``MaskDecoder.predict_masks`` with the per-image parts precomputed: the positional encoding,
-        the no-mask dense embedding added to the image embedding (once per embedding), no per-prompt copy of
-        the embedding, the hypernetwork only for the mask tokens that are returned, and the upscaling
-        convolutions in channels-last layout."""
+        the no-mask dense embedding and the first transformer block's image-side projections (once per
+        embedding, see :mod:`napari_vip.models.sam_decoder`), no per-prompt copy of the embedding, the
+        hypernetwork only for the mask tokens that are returned, and the upscaling convolutions in
+        channels-last layout."""
         import torch
 
         dec = self.sam.mask_decoder
         b = sparse.shape[0]
         out_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
         tokens = torch.cat((out_tokens.unsqueeze(0).expand(b, -1, -1), sparse), dim=1)
-        if dense is None:
-            if emb._no_mask_src is None:
-                no_mask = self.sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
-                emb._no_mask_src = emb.features + no_mask
-            src = emb._no_mask_src
-        else:
-            src = emb.features + dense
         pe = self.dense_pe()
-        if b > 1:
-            src = src.expand(b, -1, -1, -1)
-            pe = pe.expand(b, -1, -1, -1)
-        _, c, h, w = src.shape
-        hs, src_out = dec.transformer(src, pe, tokens)
+        if dense is None:  # no previous mask: the image side of the first block is the same for every prompt
+            if emb._image_side is None:
+                no_mask = self.sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+                emb._image_side = image_side(dec.transformer, emb.features + no_mask, pe)
+            side = emb._image_side
+        else:
+            side = image_side(dec.transformer, emb.features + dense, pe)
+        _, c, h, w = emb.features.shape
+        hs, src_out = two_way_transformer(dec.transformer, side, tokens)
         chosen = range(1, dec.num_mask_tokens) if multimask else range(1)
         grid = src_out.transpose(1, 2).reshape(b, c, h, w)
         up = dec.output_upscaling(grid.contiguous(memory_format=torch.channels_last))  # ~1.5x faster on CPUs
