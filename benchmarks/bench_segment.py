@@ -23,8 +23,11 @@ import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))  # gui_probe beside this script
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -86,8 +89,9 @@ def model_rows(arch: str, device: str, repeats: int) -> tuple[list, float]:
 
 def gui_rows(arch: str, device: str, predict_ms: float, repeats: int) -> list:
     import napari
-    from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
+
+    from gui_probe import EventLoopProbe, run_until
 
     from napari_vip.layers import MARKERS_LAYER
     from napari_vip.widgets.segment import SegmentWidget
@@ -98,32 +102,26 @@ def gui_rows(arch: str, device: str, predict_ms: float, repeats: int) -> list:
     widget.model.set_untrained(arch)
     widget.model.device.setCurrentText(device)
 
+    app = QApplication.instance()
+
     def wait(cond, timeout=900.0):
-        end = time.monotonic() + timeout
-        while not cond():
-            if time.monotonic() > end:
-                raise TimeoutError("benchmark step timed out")
-            QApplication.processEvents()
-            time.sleep(0.001)
+        run_until(app, cond, timeout)
 
     # event-loop gap while the worker embeds (model build happens first; measure during the embedding only)
-    ticks = []
-    timer = QTimer()
-    timer.setInterval(5)
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     widget.precompute()
     wait(lambda: widget.last_embed is not None)  # warm: worker up, model built, first embedding done
     widget.last_embed = None
     layer = viewer.layers["bench"]
     layer.data = layer.data[::-1].copy()  # a new image: a new embedding
     widget._input_cache = None
-    timer.start()
+    probe = EventLoopProbe()
+    probe.start()
     t0 = time.perf_counter()
     widget.precompute()
     wait(lambda: widget.last_embed is not None)
-    timer.stop()
+    probe.stop()
     embed_s = time.perf_counter() - t0
-    gaps = np.diff(np.array([t0] + ticks)) * 1000 if ticks else np.array([embed_s * 1000])
+    gaps = np.array(probe.gaps) if probe.gaps else np.array([embed_s * 1000])
     gap_max, gap_p99 = float(gaps.max()), float(np.percentile(gaps, 99))
 
     # end to end: rectangle added -> candidate shown (embedding cached in the worker)
@@ -144,7 +142,7 @@ def gui_rows(arch: str, device: str, predict_ms: float, repeats: int) -> list:
         ("box added -> mask shown (viewer, worker)", e2e, predict_ms, predict_ms / e2e,
          f"median of {len(lat)}; embedding source {source}"),
         ("GUI event-loop gap during embedding", gap_max, None, None,
-         f"max; p99 {gap_p99:.1f} ms; embedding took {embed_s:.1f} s, {len(ticks)} ticks"),
+         f"max; p99 {gap_p99:.1f} ms; embedding took {embed_s:.1f} s, {len(probe.gaps)} ticks"),
     ]
 
 
