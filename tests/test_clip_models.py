@@ -144,3 +144,12 @@ def test_untrained_results_say_so(tiny_clip_arch):
     assert d["untrained"] is True and d["provenance"]["untrained"] is True
     assert d["provenance"]["weights_sha256"] is None
     assert [c["condition"] for c in d["conditions"]] == ["none"]
+
+
+def test_hub_model_without_transformers_says_what_to_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "transformers" else real(name, *a))
+    with pytest.raises(VipInputError, match=r"napari-vip\[biomedclip\]"):
+        load_clip(ModelSpec())

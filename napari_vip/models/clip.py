@@ -174,6 +174,8 @@ def load_clip(spec: ModelSpec, device: str = "cpu", progress=None) -> ClipModel:
         Weights missing, not downloadable, unsafe or of another architecture.
     """
     say = progress or (lambda text: None)
+    if spec.arch.startswith("hf-hub:"):
+        _check_hub_extra(spec)
     if spec.untrained:
         say(f"building {spec.arch} with random weights")
         model, preprocess, tokenizer = _create(spec.arch, device)
@@ -191,6 +193,17 @@ def load_clip(spec: ModelSpec, device: str = "cpu", progress=None) -> ClipModel:
     model, preprocess, tokenizer = _create(spec.arch, "cpu")
     load_into(model, state, f"CLIP architecture {spec.arch}", path)
     return ClipModel(model.to(device).eval(), preprocess, tokenizer, spec, digest, device)
+
+
+def _check_hub_extra(spec: ModelSpec) -> None:
+    """Hub models such as BiomedCLIP have a Hugging Face text tower: refuse early, saying what to install."""
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None:
+        raise VipInputError(
+            f"{spec.describe()} needs the 'transformers' package for its text tower: "
+            "pip install 'napari-vip[biomedclip]' (or pip install transformers)."
+        )
 
 
 def _fetch_pretrained(spec: ModelSpec) -> str:
