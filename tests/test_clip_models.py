@@ -98,7 +98,10 @@ def test_missing_weights_never_become_random(monkeypatch):
         ModelSpec("ViT-B-16", pretrained="openai", untrained=True)
 
 
-def test_hub_model_offline_names_the_spec_and_the_way_out():
+def test_hub_model_offline_names_the_spec_and_the_way_out(monkeypatch):
+    from napari_vip.models import clip
+
+    monkeypatch.setattr(clip, "_check_hub_extra", lambda spec: None)  # as if the biomedclip extra were installed
     with pytest.raises(VipInputError, match=r"BiomedCLIP.*checkpoint"):
         load_clip(ModelSpec())
 
