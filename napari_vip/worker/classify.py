@@ -124,6 +124,27 @@ def rendered_images(req, conditions, progress, first_step: int = 2) -> list[np.n
     return images
 
 
+def embedded_conditions(engine, req, progress):
+    """Load the model, render every condition and embed the renders as one batch.
+
+    Returns
+    -------
+    clip : ClipModel
+    conditions : list of (str, Marker or None)
+        See :func:`marker_conditions`.
+    image_features : torch.Tensor
+        ``(K, D)`` L2-normalised, one row per condition.
+    total : int
+        The number of progress steps (the caller reports the last one).
+    """
+    conditions = marker_conditions(req)
+    total = len(conditions) + 2
+    progress(0, total, "loading model")
+    clip = engine.clip(req.model, req.device, progress)
+    progress(1, total, "rendering markers")
+    return clip, conditions, clip.encode_images(rendered_images(req, conditions, progress)), total
+
+
 @handles(ClassifyRequest)
 def classify(engine, req: ClassifyRequest, progress) -> ClassifyResult:
     if req.prompts_path:
@@ -131,12 +152,7 @@ def classify(engine, req: ClassifyRequest, progress) -> ClassifyResult:
 
         return classify_with_prompts(engine, req, progress)
     classes = check_classes(req.classes)
-    conditions = marker_conditions(req)
-    total = len(conditions) + 2
-    progress(0, total, "loading model")
-    clip = engine.clip(req.model, req.device, progress)
-    progress(1, total, "rendering markers")
-    img = clip.encode_images(rendered_images(req, conditions, progress))
+    clip, conditions, img, total = embedded_conditions(engine, req, progress)
     results = []
     for k, (name, marker) in enumerate(conditions):
         prompts = [build_prompt(c, condition_suffix(req, marker), req.template, req.modality) for c in classes]

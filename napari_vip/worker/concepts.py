@@ -19,7 +19,7 @@ from ..core.errors import VipInputError
 from ..core.markers import Marker
 from ..core.prompts import DEFAULT_MODALITY, SUFFIXES, check_classes, check_template_fields, with_suffix_field
 from ..models.spec import ModelSpec
-from .classify import condition_suffix, marker_conditions, rendered_images
+from .classify import condition_suffix, embedded_conditions
 from .engine import handles
 from .protocol import Provenance
 
@@ -152,12 +152,7 @@ def classify_with_concepts(engine, req: ConceptClassifyRequest, progress) -> Con
     concepts = check_concepts(req.concepts)
     check_concept_template(req.template)
     classes = list(concepts)
-    conditions = marker_conditions(req)
-    total = len(conditions) + 2
-    progress(0, total, "loading model")
-    clip = engine.clip(req.model, req.device, progress)
-    progress(1, total, "rendering markers")
-    img = clip.encode_images(rendered_images(req, conditions, progress))
+    clip, conditions, img, total = embedded_conditions(engine, req, progress)
     results = []
     for k, (name, marker) in enumerate(conditions):
         suffix = condition_suffix(req, marker)

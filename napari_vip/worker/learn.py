@@ -218,21 +218,15 @@ def classify_with_prompts(engine, req, progress):
     Markers are rendered as usual; every condition is scored against the learned class embeddings
     (the classes are the file's; ``req.classes``, template and marker text do not apply).
     """
-    from .classify import ClassifyResult, ConditionResult, marker_conditions, rendered_images
+    from .classify import ClassifyResult, ConditionResult, embedded_conditions
 
-    conditions = marker_conditions(req)
-    total = len(conditions) + 2
-    progress(0, total, "loading model")
-    clip = engine.clip(req.model, req.device, progress)
+    clip, conditions, img, total = embedded_conditions(engine, req, progress)
     prompts, feats = learned_class_features(engine, clip, req.prompts_path)
     notes = prompts.check_model(clip)
     given = [c.strip() for c in (req.classes or []) if str(c).strip()]
     if given and [c.casefold() for c in given] != [c.casefold() for c in prompts.classes]:
         notes.append(f"classes come from the learned prompts ({', '.join(prompts.classes)}), not from the "
                      f"request ({', '.join(given)})")
-    progress(1, total, "rendering markers")
-    images = rendered_images(req, conditions, progress)
-    img = clip.encode_images(images)
     probs = clip.probabilities(img, feats)
     label = [f"learned {prompts.method} prompt: {c}" for c in prompts.classes]
     results = [ConditionResult(name, marker, list(label), probs[k]) for k, (name, marker) in enumerate(conditions)]
