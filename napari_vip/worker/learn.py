@@ -220,13 +220,14 @@ def classify_with_prompts(engine, req, progress):
     """
     from .classify import ClassifyResult, ConditionResult, embedded_conditions
 
-    clip, conditions, img, total = embedded_conditions(engine, req, progress)
+    clip = engine.clip(req.model, req.device, progress)  # a mismatched prompts file is refused before any work
     prompts, feats = learned_class_features(engine, clip, req.prompts_path)
     notes = prompts.check_model(clip)
     given = [c.strip() for c in (req.classes or []) if str(c).strip()]
     if given and [c.casefold() for c in given] != [c.casefold() for c in prompts.classes]:
         notes.append(f"classes come from the learned prompts ({', '.join(prompts.classes)}), not from the "
                      f"request ({', '.join(given)})")
+    clip, conditions, img, total = embedded_conditions(engine, req, progress)  # the model is cached by now
     probs = clip.probabilities(img, feats)
     label = [f"learned {prompts.method} prompt: {c}" for c in prompts.classes]
     results = [ConditionResult(name, marker, list(label), probs[k]) for k, (name, marker) in enumerate(conditions)]
