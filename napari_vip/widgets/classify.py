@@ -56,6 +56,7 @@ class ClassifyWidget(QWidget):
         self.bridge = bridge_for(napari_viewer)
         self.last_result = None
         self._job = None
+        self._hooked_markers = None
 
         self.image_combo = ImageLayerChooser(napari_viewer, follow_active=True)
         self.window_preset = QComboBox()
@@ -162,11 +163,10 @@ class ClassifyWidget(QWidget):
 
     def markers_layer(self):
         """The markers layer, created over the current image when missing; keeps arrows mirrored."""
-        fresh = MARKERS_LAYER not in self.viewer.layers
         layer = ensure_markers_layer(self.viewer, self.image_layer(required=False))
-        if fresh:
+        if layer is not self._hooked_markers:  # made here or by another dock: follow its edits either way
             layer.events.data.connect(self._on_markers_changed)
-            layer.events.current_properties.connect(lambda e=None: None)
+            self._hooked_markers = layer
         return layer
 
     def _on_markers_changed(self, event=None) -> None:

@@ -25,10 +25,25 @@ def open_viewer(path: str | None = None, screenshot: str | None = None, show: bo
     else:
         viewer.open_sample("napari-vip", "retina")
     docks = [viewer.window.add_plugin_dock_widget("napari-vip", _widget_name(cmd), tabify=True)[0] for cmd in DOCKS]
-    if docks:  # the classify dock in front; the others are tabs beside it
-        from qtpy.QtCore import QTimer
+    from qtpy.QtCore import QTimer
 
-        QTimer.singleShot(0, docks[0].raise_)
+    from ..layers import MARKERS_LAYER
+
+    if MARKERS_LAYER in viewer.layers:  # ready to draw a marker, not a segmentation click
+        markers = viewer.layers[MARKERS_LAYER]
+        viewer.layers.selection.active = markers
+        markers.mode = "add_rectangle"
+
+    if show:  # room for the image beside the docks
+        width, height = viewer.window.geometry()[2:]
+        viewer.window.resize(max(width, 1400), max(height, 900))
+
+    def settle():
+        if docks:  # the classify dock in front; the others are tabs beside it
+            docks[0].raise_()
+        viewer.reset_view()  # fit the image to the canvas the docks left
+
+    QTimer.singleShot(0, settle)
     if screenshot:
         from qtpy.QtCore import QTimer
 

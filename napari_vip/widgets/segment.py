@@ -18,6 +18,7 @@ requested as soon as the image or slice changes, and again (debounced) when the 
 from __future__ import annotations
 
 import time
+import weakref
 
 import numpy as np
 from qtpy.QtCore import QTimer
@@ -204,6 +205,7 @@ class SegmentWidget(QWidget):
         self._contrast_timer.setInterval(300)
         self._contrast_timer.timeout.connect(self._precompute_when_in_view)
         self._embedding_wanted = False
+        self._hooked: "weakref.WeakSet" = weakref.WeakSet()  # layers whose events this dock follows
         self._watched_dock = None
 
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
@@ -264,11 +266,10 @@ class SegmentWidget(QWidget):
         return np.asarray(layer.scale[-2:]), np.asarray(layer.translate[-2:])
 
     def markers_layer(self):
-        fresh = MARKERS_LAYER not in self.viewer.layers
         layer = ensure_markers_layer(self.viewer, self.image_layer(required=False))
-        if fresh or not getattr(layer, "_vip_segment_hooked", False):
+        if layer not in self._hooked:
             layer.events.data.connect(self._on_markers_changed)
-            layer._vip_segment_hooked = True
+            self._hooked.add(layer)
         return layer
 
     def clicks_layer(self):
@@ -284,9 +285,9 @@ class SegmentWidget(QWidget):
                 np.empty((0, 2)), ndim=2, name=CLICKS_LAYER, size=8, border_width=0,
                 features={"positive": np.array([], dtype=bool)}, feature_defaults={"positive": True}, **kw)
             layer.mode = "add"
-        if not getattr(layer, "_vip_segment_hooked", False):
+        if layer not in self._hooked:
             layer.events.data.connect(self._on_clicks_changed)
-            layer._vip_segment_hooked = True
+            self._hooked.add(layer)
         return layer
 
     def _on_positive_toggled(self, positive: bool) -> None:

@@ -139,17 +139,20 @@ _BRIDGES: "weakref.WeakKeyDictionary[object, WorkerBridge]" = weakref.WeakKeyDic
 
 
 def bridge_for(viewer) -> WorkerBridge:
-    """The viewer's worker bridge, made (and the worker started) on first use; shut down with the viewer."""
+    """The viewer's worker bridge, made (and the worker started) on first use.
+
+    The worker ends when the application quits (and, being a daemon process, with the GUI process in any case).
+    """
+    from qtpy.QtWidgets import QApplication
+
     bridge = _BRIDGES.get(viewer)
     if bridge is None:
         bridge = WorkerBridge()
         _BRIDGES[viewer] = bridge
         bridge.start()
-        try:
-            qt_viewer = viewer.window._qt_viewer
-            qt_viewer.destroyed.connect(lambda *_: bridge.shutdown())
-        except AttributeError:  # pragma: no cover - headless viewers without a window
-            pass
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(bridge.shutdown)
     return bridge
 
 
