@@ -6,7 +6,7 @@ from scipy import ndimage
 
 from napari_vip.core.errors import VipInputError
 from napari_vip.core.markers import (COLORS, RENDER_SIZE, Marker, arrow_from_box, arrow_mask, box_outline_mask,
-                                     crop_box, ellipse_outline_mask, render_marker)
+                                     clip_markers, crop_box, ellipse_outline_mask, render_marker)
 
 RED = np.array(COLORS["red"], np.uint8)
 
@@ -155,3 +155,14 @@ def test_zero_area_box_is_refused_and_outside_box_clipped():
         render_marker(black(), Marker((300, 300, 400, 400), "bbox"))
     out = drawn(render_marker(black(), Marker((200, 200, 400, 400), "bbox")))
     assert out[200, 255] and out[255, 200]
+
+
+def test_clip_markers_keeps_style_and_arrow_and_says_which_was_clipped():
+    arrow = Marker.from_arrow((5, 5), (30, 30), "green", 2)
+    inside = Marker((1, 1, 10, 10), "bbox")
+    out, notes = clip_markers([inside, arrow, Marker((90, 20, 40, 120), "circle")], (100, 100))
+    assert out[0] == inside and out[1].arrow_xy == arrow.arrow_xy and out[1].color == "green"
+    assert out[2].box_xyxy == (40, 20, 90, 99) and out[2].style == "circle"
+    assert len(notes) == 1 and notes[0].startswith("marker 3:") and "clipped to (40.0, 20.0, 90.0, 99.0)" in notes[0]
+    with pytest.raises(VipInputError, match="zero area"):
+        clip_markers([Marker((3, 3, 3, 9))], (100, 100))

@@ -76,18 +76,11 @@ def markers_from_args(args, image) -> tuple[list, list[str]]:
     markers : list of napari_vip.core.markers.Marker
     notes : list of str
     """
-    from ..core.coords import clip_box_xyxy
-    from ..core.markers import Marker
+    from ..core.markers import Marker, clip_markers
 
-    notes = list(image.notes)
-    markers = []
-    for box in args.box:
-        clipped, was_clipped = clip_box_xyxy(box, image.rgb.shape[:2])
-        if was_clipped:
-            kept = tuple(round(v, 2) for v in clipped)
-            notes.append(f"box {tuple(box)} reaches outside the image; clipped to {kept}")
-        markers.append(Marker(clipped, args.marker, args.color, args.line_width))
-    return markers, notes
+    drawn = [Marker(tuple(box), args.marker, args.color, args.line_width) for box in args.box]
+    markers, clip_notes = clip_markers(drawn, image.rgb.shape[:2])
+    return markers, list(image.notes) + clip_notes
 
 
 def marker_suffixes(args) -> tuple[str, ...]:

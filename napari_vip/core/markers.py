@@ -106,6 +106,24 @@ class Marker:
         return cls((hx - half, hy - half, hx + half, hy + half), "arrow", color, line_width, ((tx, ty), (hx, hy)))
 
 
+def clip_markers(markers, hw: tuple[int, int]) -> tuple[list[Marker], list[str]]:
+    """Each marker with its box clipped to an image of shape ``hw``, and a note per clipped marker.
+
+    Raises :class:`VipInputError` for a marker with zero area or wholly outside the image.
+    """
+    from dataclasses import replace
+
+    clipped, notes = [], []
+    for k, marker in enumerate(markers):
+        box, was_clipped = clip_box_xyxy(marker.box_xyxy, hw)
+        if was_clipped:
+            kept = tuple(round(v, 2) for v in box)
+            notes.append(f"marker {k + 1}: box {tuple(float(v) for v in marker.box_xyxy)} reaches outside the "
+                         f"image; clipped to {kept}")
+        clipped.append(replace(marker, box_xyxy=box))
+    return clipped, notes
+
+
 def arrow_from_box(box_xyxy, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Tail and tip ``(x, y)`` of the paper's arrow for a box on an image of shape ``hw``."""
     x0, y0, x1, y1 = box_xyxy

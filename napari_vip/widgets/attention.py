@@ -200,7 +200,7 @@ class AttentionWidget(QWidget):
     # -- requests ----------------------------------------------------------------------------------------------
     def build_request(self) -> AttentionRequest:
         """Read the dock and layers into a request; raises VipInputError for bad input."""
-        from ..core.coords import clip_box_xyxy
+        from ..core.markers import clip_markers
 
         dock = self._following()
         if dock is not None:
@@ -214,13 +214,8 @@ class AttentionWidget(QWidget):
         markers = []
         if MARKERS_LAYER in self.viewer.layers:
             markers = markers_from_layer(self.viewer.layers[MARKERS_LAYER], layer, line_width, default_color=color)
-        notes = list(image.notes)
-        clipped = []
-        for k, m in enumerate(markers):
-            box, was = clip_box_xyxy(m.box_xyxy, image.rgb.shape[:2])
-            if was:
-                notes.append(f"marker {k + 1} reaches outside the image; clipped")
-            clipped.append(type(m)(box, m.style, m.color, m.line_width, m.arrow_xy))
+        clipped, clip_notes = clip_markers(markers, image.rgb.shape[:2])
+        notes = list(image.notes) + clip_notes
         if dock is not None:
             spec, device = dock.model.spec(), dock.model.device_name()
             template, modality = dock.template.text(), dock.modality.currentText()

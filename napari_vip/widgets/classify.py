@@ -19,7 +19,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.errors import VipInputError
-from ..core.markers import COLORS, STYLES, render_marker
+from ..core.markers import COLORS, STYLES, clip_markers, render_marker
 from ..core.prompts import DEFAULT_TEMPLATE, MODALITIES, SUFFIXES, check_classes, check_template
 from ..io.windows import WINDOW_PRESETS
 from ..layers import (
@@ -229,16 +229,8 @@ class ClassifyWidget(QWidget):
         classes = lines if prompts_path else check_classes(lines)  # learned prompts bring their classes
         template = self.template.text()
         check_template(template)
-        from ..core.coords import clip_box_xyxy
-
-        notes = list(image.notes)
-        clipped_markers = []
-        for k, m in enumerate(markers):
-            box, was = clip_box_xyxy(m.box_xyxy, image.rgb.shape[:2])
-            if was:
-                notes.append(f"marker {k + 1} reaches outside the image; clipped")
-            clipped_markers.append(type(m)(box, m.style, m.color, m.line_width, m.arrow_xy))
-        self._notes = notes
+        clipped_markers, clip_notes = clip_markers(markers, image.rgb.shape[:2])
+        self._notes = list(image.notes) + clip_notes
         return ClassifyRequest(image.rgb, clipped_markers, classes, self.model.spec(), template,
                                self.modality.currentText(),
                                tuple(s for s, b in self.suffix_boxes.items() if b.isChecked()),

@@ -506,7 +506,7 @@ class PromptsWidget(QWidget):
 
     # -- classification ----------------------------------------------------------------------------------------
     def build_request(self):
-        from ..core.coords import clip_box_xyxy
+        from ..core.markers import clip_markers
         from ..core.prompts import SUFFIXES
         from ..worker.concepts import ConceptClassifyRequest, check_concept_template, check_concepts
 
@@ -515,12 +515,11 @@ class PromptsWidget(QWidget):
         template = self.template.text()
         check_concept_template(template)
         image = model_input(layer, self.viewer.dims)
-        markers = []
+        drawn = []
         if MARKERS_LAYER in self.viewer.layers:
-            for m in markers_from_layer(self.viewer.layers[MARKERS_LAYER], layer):
-                box, _ = clip_box_xyxy(m.box_xyxy, image.rgb.shape[:2])
-                markers.append(type(m)(box, m.style, m.color, m.line_width, m.arrow_xy))
-        self._notes = list(image.notes)
+            drawn = markers_from_layer(self.viewer.layers[MARKERS_LAYER], layer)
+        markers, clip_notes = clip_markers(drawn, image.rgb.shape[:2])
+        self._notes = list(image.notes) + clip_notes
         return ConceptClassifyRequest(image.rgb, markers, concepts, self.model.spec(), template,
                                       self.modality.currentText(),
                                       tuple(SUFFIXES) if self.marker_text.isChecked() else (), True,
