@@ -176,14 +176,11 @@ class ClassifyWidget(QWidget):
         action = getattr(event, "action", None)
         if action is not None and str(getattr(action, "value", action)) not in ("added", "changed"):
             return
-        self._fill_defaults(layer)
+        self._color_edges(layer)
         sync_arrows_layer(self.viewer, layer)
 
-    def _fill_defaults(self, layer) -> None:
-        """Shapes without an explicit colour take the dock's; edge colours follow the marker colours."""
-        self._color_edges(layer)
-
     def _color_edges(self, layer) -> None:
+        """Edge colours follow the markers' colours; shapes without one take the dock's colour."""
         colors = [COLORS[shape_color(layer, i, self.color.currentText())] for i in range(len(layer.data))]
         if colors:
             layer.edge_color = np.asarray(colors, dtype=float) / 255.0
@@ -221,7 +218,7 @@ class ClassifyWidget(QWidget):
         layer = self.image_layer()
         image = model_input(layer, self.viewer.dims)
         markers_layer = self.markers_layer()
-        self._fill_defaults(markers_layer)
+        self._color_edges(markers_layer)
         markers = markers_from_layer(markers_layer, layer, self.line_width.value(),
                                      default_color=self.color.currentText())
         prompts_path = self.prompts_file.text().strip() or None
