@@ -65,13 +65,16 @@ def test_circle_line_width_grows_inward():
     assert thick[120, 40:44].all() and not thick[120, 44]
 
 
-def test_arrow_tip_at_box_centre_tail_on_ray_from_image_centre():
+def test_arrow_tip_at_box_centre_tail_back_toward_image_centre():
     box = (180, 40, 220, 80)  # centre (200, 60), up-right of the image centre (127.5, 127.5)
     tail, tip = arrow_from_box(box, (256, 256))
+    # the formula: u = (box centre - image centre) / |...|, tail = tip - u * 0.25 * min(W, H)
+    u = np.array([200 - 127.5, 60 - 127.5])
+    u /= np.hypot(*u)
     np.testing.assert_allclose(tip, [200, 60])
-    np.testing.assert_allclose(np.hypot(*(tail - tip)), 0.25 * 256)
-    ray = np.array([200 - 127.5, 60 - 127.5])
-    np.testing.assert_allclose((tail - tip) / np.hypot(*(tail - tip)), ray / np.hypot(*ray))
+    np.testing.assert_allclose(tail, np.array([200, 60]) - u * 64.0)
+    # the tail lies between the image centre and the tip: the arrow points outward at the finding
+    assert np.hypot(*(tail - [127.5, 127.5])) < np.hypot(*(tip - np.array([127.5, 127.5])))
 
 
 def test_arrow_tail_five_pixels_below_tip_when_centres_coincide():

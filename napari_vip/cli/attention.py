@@ -53,8 +53,10 @@ def run(args) -> int:
     check_class(args.class_name, classes)
     image = model_image(args)
     markers, notes = markers_from_args(args, image)
-    req = AttentionRequest(image.rgb, markers, args.class_name, classes, args.method, model_spec_from_args(args),
-                           args.template, args.modality, marker_suffixes(args), not args.no_baseline, args.device)
+    req = AttentionRequest(image_rgb=image.rgb, markers=markers, class_name=args.class_name, classes=classes,
+                           method=args.method, model=model_spec_from_args(args), template=args.template,
+                           modality=args.modality, marker_text=marker_suffixes(args),
+                           include_baseline=not args.no_baseline, device=args.device, recipe=args.recipe)
     result = Engine().run(req, ProgressReporter(stderr_progress))
     result.notes[:0] = notes
     d = result.to_dict()

@@ -53,11 +53,12 @@ def run(args) -> int:
         return run_classify_with_concepts(args)
     image = model_image(args)
     markers, notes = markers_from_args(args, image)
-    req = ClassifyRequest(image.rgb, markers, args.classes, model_spec_from_args(args), args.template, args.modality,
-                          marker_suffixes(args), not args.no_baseline, args.device)
-    req.prompts_path = getattr(args, "prompts", None)
+    req = ClassifyRequest(image_rgb=image.rgb, markers=markers, classes=args.classes, model=model_spec_from_args(args),
+                          template=args.template, modality=args.modality, marker_text=marker_suffixes(args),
+                          include_baseline=not args.no_baseline, device=args.device,
+                          prompts_path=getattr(args, "prompts", None), recipe=args.recipe)
     if args.save_rendered:
-        save_rendered(args.save_rendered, image.rgb, markers)
+        save_rendered(args.save_rendered, image.rgb, markers, args.recipe)
     result = Engine().run(req, ProgressReporter(stderr_progress))
     result.notes[:0] = notes
     d = result.to_dict()

@@ -49,6 +49,7 @@ def add_marker_args(p) -> None:
     (``--template``, ``--modality``, ``--no-marker-text``, ``--no-baseline``)."""
     from ..core.markers import COLORS, STYLES
     from ..core.prompts import DEFAULT_MODALITY, DEFAULT_TEMPLATE
+    from ..core.recipes import CLI_RECIPE, RECIPES
 
     p.add_argument("--box", nargs=4, type=float, action="append", metavar=("X0", "Y0", "X1", "Y1"), default=[],
                    help="marker box in (x, y) pixel coordinates; repeat for several markers")
@@ -59,6 +60,9 @@ def add_marker_args(p) -> None:
     p.add_argument("--modality", default=DEFAULT_MODALITY)
     p.add_argument("--no-marker-text", action="store_true", help="leave the marker phrase out of the prompts")
     p.add_argument("--no-baseline", action="store_true", help="skip the no-marker condition")
+    p.add_argument("--recipe", default=CLI_RECIPE, choices=RECIPES,
+                   help="how the image is made and markers drawn: 'paper' (the paper's released code: min-max "
+                        "to 0..255, bicubic 256x256, Pillow drawing) or 'displayed' (the window, as the docks do)")
 
 
 def markers_from_args(args, image) -> tuple[list, list[str]]:
@@ -90,13 +94,16 @@ def marker_suffixes(args) -> tuple[str, ...]:
     return () if args.no_marker_text else tuple(SUFFIXES)
 
 
-def save_rendered(path, rgb: np.ndarray, markers) -> None:
-    """Save what the model sees for the first marker (the plain image when there is none) as an image file."""
+def save_rendered(path, rgb: np.ndarray, markers, recipe: str) -> None:
+    """Save what the model sees for the first marker (the plain image when there is none) as an image file.
+
+    ``rgb`` is the ``(H, W, 3)`` uint8 image of ``recipe`` (:func:`model_image`).
+    """
     from PIL import Image
 
-    from ..core.markers import render_marker
+    from ..core.recipes import render
 
-    Image.fromarray(render_marker(rgb, markers[0] if markers else None)).save(path)
+    Image.fromarray(render(rgb, markers[0] if markers else None, recipe)).save(path)
 
 
 def image_block(args, image) -> dict:
@@ -129,12 +136,23 @@ def read_image(path) -> np.ndarray:
     return open_image(path)[0]
 
 
+def recipe_of(args) -> str:
+    """``--recipe`` of the commands that draw markers; ``displayed`` (the window) for the others."""
+    return getattr(args, "recipe", "displayed")
+
+
 def model_image(args):
-    """The :class:`~napari_vip.core.image.ModelImage` of ``args.image`` as napari would show it."""
+    """The :class:`~napari_vip.core.image.ModelImage` of ``args.image`` under :func:`recipe_of` ``(args)``:
+    as napari would show it (``displayed``) or as the paper's code loads it (``paper``)."""
     from ..io.open_image import model_input_from_file
 
-    return model_input_from_file(args.image, tuple(args.index), window=args.preset, limits=args.window,
-                                 invert=args.invert)
+    recipe = recipe_of(args)
+    image = model_input_from_file(args.image, tuple(args.index), window=args.preset, limits=args.window,
+                                  invert=args.invert, recipe=recipe)
+    if recipe == "paper" and (args.window is not None or args.preset or args.invert):
+        image.notes.append("--recipe paper normalises the stored values by their min and max: --window, --preset "
+                           "and --invert apply only with --recipe displayed")
+    return image
 
 
 def emit(result: dict, as_json: bool, text: str) -> None:

@@ -181,10 +181,12 @@ def run_classify_with_concepts(args) -> int:
     markers, notes = markers_from_args(args, image)
     concepts = library_concepts(args.classes, args.concepts, args.modality)
     template = getattr(args, "concept_template", None) or CONCEPT_TEMPLATE
-    req = ConceptClassifyRequest(image.rgb, markers, concepts, model_spec_from_args(args), template, args.modality,
-                                 marker_suffixes(args), not args.no_baseline, args.device)
+    req = ConceptClassifyRequest(image_rgb=image.rgb, markers=markers, concepts=concepts,
+                                 model=model_spec_from_args(args), template=template, modality=args.modality,
+                                 marker_text=marker_suffixes(args), include_baseline=not args.no_baseline,
+                                 device=args.device, recipe=args.recipe)
     if getattr(args, "save_rendered", None):
-        save_rendered(args.save_rendered, image.rgb, markers)
+        save_rendered(args.save_rendered, image.rgb, markers, args.recipe)
     result = Engine().run(req, ProgressReporter(stderr_progress))
     result.notes[:0] = notes
     d = result.to_dict()

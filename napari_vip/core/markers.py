@@ -1,4 +1,4 @@
-"""Visual markers burned into the image, as in Denner et al. (MIDL 2025).
+"""Visual markers burned into the image, as in Denner et al. (MIDL 2025): the ``displayed`` recipe.
 
 A :class:`Marker` is the user's drawn prompt: a box in image pixels, how to render it (``style``),
 its colour and line width.  :func:`render_marker` makes the image the model sees:
@@ -8,16 +8,17 @@ its colour and line width.  :func:`render_marker` makes the image the model sees
 
    - ``bbox``: rectangle outline exactly on the box (a thicker line grows inward);
    - ``circle``: outline of the ellipse inscribed in the box (grows inward);
-   - ``arrow``: tip at the box centre, tail ``0.25 * min(W, H)`` away on the ray from the image centre
-     through the box centre (beyond the box centre, so the arrow points at the finding from outside;
-     5 px below the tip when the two centres coincide), a line shaft and a filled triangular head
-     10 px long and 10 px wide;
+   - ``arrow``: tip at the box centre, tail ``0.25 * min(W, H)`` back toward the image centre
+     (``u = (box centre - image centre) / |...|``, ``tail = tip - u * L``; 5 px below the tip when the
+     two centres coincide), a line shaft and a filled triangular head 10 px long and 10 px wide;
    - ``crop``: instead of drawing, the square centred on the box with half-size
      ``max(0.5 w, 0.5 h, 0.2 W, 0.2 H)`` (w, h: box; W, H: image), clipped to the image, cut from
      the full-resolution image;
    - ``none``: the resized image, unchanged.
 
 Coordinates are (x, y) with pixel centres at integers (see :mod:`napari_vip.core.coords`).
+The ``paper`` recipe draws the same styles exactly as the paper's released code does
+(:mod:`napari_vip.core.paper_render`); :mod:`napari_vip.core.recipes` chooses between them.
 """
 
 from __future__ import annotations
@@ -125,7 +126,11 @@ def clip_markers(markers, hw: tuple[int, int]) -> tuple[list[Marker], list[str]]
 
 
 def arrow_from_box(box_xyxy, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Tail and tip ``(x, y)`` of the paper's arrow for a box on an image of shape ``hw``."""
+    """Tail and tip ``(x, y)`` of the paper's arrow for a box on an image of shape ``hw``.
+
+    The tip is the box centre; the tail lies ``0.25 * min(hw)`` back toward the image centre, so the
+    arrow points from the middle of the image out at the finding.
+    """
     x0, y0, x1, y1 = box_xyxy
     tip = np.array([(x0 + x1) / 2.0, (y0 + y1) / 2.0])
     centre = np.array([(hw[1] - 1) / 2.0, (hw[0] - 1) / 2.0])
@@ -134,7 +139,7 @@ def arrow_from_box(box_xyxy, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarra
     if norm < 1e-9:
         return tip + np.array([0.0, ARROW_FALLBACK_OFFSET]), tip
     length = ARROW_LENGTH_FRACTION * min(hw)
-    return tip + ray / norm * length, tip
+    return tip - ray / norm * length, tip
 
 
 def crop_box(box_xyxy, hw: tuple[int, int]) -> tuple[int, int, int, int]:

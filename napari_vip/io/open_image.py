@@ -67,8 +67,9 @@ def _read_plain(p: Path) -> np.ndarray:
 
 
 def model_input_from_file(path, index: tuple[int, ...] = (), window: str | None = None,
-                          limits: tuple[float, float] | None = None, invert: bool | None = None):
-    """The model's uint8 RGB view of one 2D plane of ``path``, windowed as napari shows it.
+                          limits: tuple[float, float] | None = None, invert: bool | None = None,
+                          recipe: str = "displayed"):
+    """The model's uint8 RGB view of one 2D plane of ``path``, windowed as napari shows it (or as ``recipe`` says).
 
     Parameters
     ----------
@@ -82,13 +83,16 @@ def model_input_from_file(path, index: tuple[int, ...] = (), window: str | None 
         Explicit contrast limits, overriding the file's window and ``window``.
     invert : bool, optional
         Override the file's inversion (MONOCHROME1).
+    recipe : str
+        ``displayed`` (the window above) or ``paper`` (min-max of the stored values; window and inversion
+        unused): see :mod:`napari_vip.core.recipes`.
 
     Returns
     -------
     napari_vip.core.image.ModelImage
         ``rgb`` is ``(H, W, 3)`` uint8.
     """
-    from ..core.image import to_model_rgb
+    from ..core.recipes import model_rgb
 
     data, kwargs = open_image(path, window=window)
     rgb = bool(kwargs.get("rgb"))
@@ -111,7 +115,7 @@ def model_input_from_file(path, index: tuple[int, ...] = (), window: str | None 
             limits = None
     if invert is None:
         invert = bool(meta.get("vip_invert", False))
-    image = to_model_rgb(plane, limits, invert, rgb)
+    image = model_rgb(plane, recipe, contrast_limits=limits, invert=invert, rgb=rgb)
     if lead:
         image.notes.insert(0, f"plane {tuple(int(i) for i in index)} of an array of shape {data.shape}")
     return image

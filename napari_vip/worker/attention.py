@@ -21,6 +21,8 @@ from .. import __version__
 from ..core.errors import VipInputError
 from ..core.focus import Focus, focus_in_box, shift_box_xyxy
 from ..core.markers import Marker, crop_box
+from ..core.paper_render import paper_crop_box
+from ..core.recipes import GUI_RECIPE, recipe_provenance
 from ..core.prompts import DEFAULT_MODALITY, DEFAULT_TEMPLATE, SUFFIXES, build_prompt, check_classes
 from ..core.coords import clip_box_xyxy
 from ..models.attention import METHODS
@@ -50,6 +52,8 @@ class AttentionRequest:
         Prompt settings, as in :class:`~napari_vip.worker.classify.ClassifyRequest`.
     include_baseline : bool
         Also compute the map without a marker (condition ``none``).
+    recipe : str
+        As in :class:`~napari_vip.worker.classify.ClassifyRequest`.
     """
 
     image_rgb: np.ndarray
@@ -63,6 +67,7 @@ class AttentionRequest:
     marker_text: tuple[str, ...] = tuple(SUFFIXES)
     include_baseline: bool = True
     device: str = "auto"
+    recipe: str = GUI_RECIPE
 
 
 @dataclass
@@ -198,7 +203,7 @@ def attention(engine, req: AttentionRequest, progress) -> AttentionResult:
         origin = (0, 0)
         if marker is not None and marker.style == "crop":
             box, _ = clip_box_xyxy(marker.box_xyxy, hw)
-            x0, y0, _, _ = crop_box(box, hw)
+            x0, y0, _, _ = paper_crop_box(box, hw) if req.recipe == "paper" else crop_box(box, hw)
             origin = (int(y0), int(x0))
             out_hw = rendered.shape[:2]
             cond_notes.append("crop: the map is in the crop's frame (placed at its origin); no difference map")
@@ -220,5 +225,6 @@ def attention(engine, req: AttentionRequest, progress) -> AttentionResult:
     progress(total, total, "done")
     prov = Provenance(__version__, **clip.provenance(),
                       extra={"method": req.method, "class": class_name, "template": req.template,
-                             "modality": req.modality, "marker_text": list(req.marker_text)})
+                             "modality": req.modality, "marker_text": list(req.marker_text),
+                             **recipe_provenance(req.recipe)})
     return AttentionResult(class_name, classes, req.method, (int(hw[0]), int(hw[1])), results, prov, notes)

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import __version__
-from ..core.markers import Marker, render_marker
+from ..core.markers import Marker
+from ..core.recipes import GUI_RECIPE, recipe_provenance, render
 from ..core.prompts import (DEFAULT_MODALITY, DEFAULT_TEMPLATE, SUFFIXES, build_prompt, check_classes,
                             marker_suffix)
 from ..models.spec import ModelSpec
@@ -32,6 +33,9 @@ class ClassifyRequest:
         Styles whose marker phrase (" indicated by a red circle") is appended to the prompts.
     include_baseline : bool
         Also classify the image without a marker (condition ``none``).
+    recipe : str
+        How ``image_rgb`` was made and markers are drawn (:mod:`napari_vip.core.recipes`): ``image_rgb`` is
+        :func:`~napari_vip.core.recipes.model_rgb` of the stored plane under this recipe.
     """
 
     image_rgb: np.ndarray
@@ -45,6 +49,7 @@ class ClassifyRequest:
     device: str = "auto"
     #: A learned-prompts file (``napari-vip learn``): class scores come from it instead of zero-shot prompts.
     prompts_path: str | None = None
+    recipe: str = GUI_RECIPE
 
 
 @dataclass
@@ -111,7 +116,7 @@ def condition_suffix(req, marker: Marker | None) -> str:
 
 
 def rendered_images(req, conditions, progress, first_step: int = 2) -> list[np.ndarray]:
-    """What the model sees for each condition (see :func:`napari_vip.core.markers.render_marker`).
+    """What the model sees for each condition under ``req.recipe`` (see :func:`napari_vip.core.recipes.render`).
 
     ``req.image_rgb`` is rendered once per condition; ``progress(first_step + k, len(conditions) +
     first_step, ...)`` follows each render.
@@ -119,7 +124,7 @@ def rendered_images(req, conditions, progress, first_step: int = 2) -> list[np.n
     images = []
     total = len(conditions) + first_step
     for k, (_, marker) in enumerate(conditions):
-        images.append(render_marker(req.image_rgb, marker))
+        images.append(render(req.image_rgb, marker, req.recipe))
         progress(first_step + k, total, f"rendered {k + 1}/{len(conditions)}")
     return images
 
@@ -160,5 +165,6 @@ def classify(engine, req: ClassifyRequest, progress) -> ClassifyResult:
         results.append(ConditionResult(name, marker, prompts, probs))
     progress(total, total, "done")
     prov = Provenance(__version__, **clip.provenance(), extra={"template": req.template, "modality": req.modality,
-                                                               "marker_text": list(req.marker_text)})
+                                                               "marker_text": list(req.marker_text),
+                                                               **recipe_provenance(req.recipe)})
     return ClassifyResult(classes, results, prov)

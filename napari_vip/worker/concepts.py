@@ -17,6 +17,7 @@ import numpy as np
 from .. import __version__
 from ..core.errors import VipInputError
 from ..core.markers import Marker
+from ..core.recipes import GUI_RECIPE, recipe_provenance
 from ..core.prompts import DEFAULT_MODALITY, SUFFIXES, check_classes, check_template_fields, with_suffix_field
 from ..models.spec import ModelSpec
 from .classify import condition_suffix, embedded_conditions
@@ -78,6 +79,8 @@ class ConceptClassifyRequest:
         Styles whose marker phrase is added to each concept sentence.
     include_baseline : bool
         Also classify the image without a marker (condition ``none``).
+    recipe : str
+        As in :class:`~napari_vip.worker.classify.ClassifyRequest`.
     """
 
     image_rgb: np.ndarray
@@ -89,6 +92,7 @@ class ConceptClassifyRequest:
     marker_text: tuple[str, ...] = tuple(SUFFIXES)
     include_baseline: bool = True
     device: str = "auto"
+    recipe: str = GUI_RECIPE
 
 
 @dataclass
@@ -168,7 +172,8 @@ def classify_with_concepts(engine, req: ConceptClassifyRequest, progress) -> Con
     prov = Provenance(__version__, **clip.provenance(),
                       extra={"method": "concept zero-shot", "concept_template": req.template,
                              "modality": req.modality, "marker_text": list(req.marker_text),
-                             "concepts": {c: list(v) for c, v in concepts.items()}})
+                             "concepts": {c: list(v) for c, v in concepts.items()},
+                             **recipe_provenance(req.recipe)})
     return ConceptClassifyResult(classes, results, prov)
 
 

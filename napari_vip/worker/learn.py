@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from .. import __version__
 from ..core.errors import VipInputError
+from ..core.recipes import recipe_provenance
 from ..models.spec import ModelSpec
 from ..models.training import METHOD_NAMES, parse_epoch  # noqa: F401  (parse_epoch: re-exported for GUIs)
 from .engine import handles
@@ -233,5 +234,5 @@ def classify_with_prompts(engine, req, progress):
     results = [ConditionResult(name, marker, list(label), probs[k]) for k, (name, marker) in enumerate(conditions)]
     progress(total, total, "done")
     prov = Provenance(__version__, **clip.provenance(), extra={"learned_prompts": {
-        "path": req.prompts_path, **prompts.summary()}})
+        "path": req.prompts_path, **prompts.summary()}, **recipe_provenance(req.recipe)})
     return ClassifyResult(list(prompts.classes), results, prov, notes)
