@@ -126,3 +126,41 @@ def test_save_refuses_bad_libraries(tmp_path):
 
 def test_parse_library_ignores_extra_top_level_keys():
     assert parse_library('{"version": 1, "comment": "mine", "classes": {"a": ["x"]}}') == {"a": ["x"]}
+
+
+PLAIN = '{\n "pneumonia": ["patchy consolidation", "air bronchogram"],\n "normal": ["clear lung fields"]\n}\n'
+
+
+def test_plain_descriptor_file_of_vip_and_cupl_is_read(tmp_path):
+    path = tmp_path / "plain.json"
+    path.write_text(PLAIN, encoding="utf-8")
+    assert load_library(path) == {"pneumonia": ["patchy consolidation", "air bronchogram"],
+                                  "normal": ["clear lung fields"]}
+
+
+def test_plain_file_reaches_the_cli_and_learning(tmp_path, capsys):
+    import json
+
+    from napari_vip.cli.main import main
+    from napari_vip.worker.learn import LearnRequest, descriptors_of
+
+    path = tmp_path / "plain.json"
+    path.write_text(PLAIN, encoding="utf-8")
+    assert main(["symptoms", "pneumonia", "--library", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["classes"]["pneumonia"] == ["patchy consolidation", "air bronchogram"]
+    req = LearnRequest(str(tmp_path), None, str(tmp_path / "p.pt"), descriptors_path=str(path))
+    assert descriptors_of(req)["normal"] == ["clear lung fields"]
+
+
+@pytest.mark.parametrize("text, line, reason", [
+    ('{\n "a": ["x"],\n "b": "y"\n}', 3, "'b' holds a string, not a list"),
+    ('{}', 1, "not a plain descriptor file (empty)"),
+])
+def test_bad_plain_files_say_which_forms_are_accepted(tmp_path, text, line, reason):
+    path = tmp_path / "bad.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(VipInputError) as err:
+        load_library(path)
+    msg = str(err.value)
+    assert f"line {line}:" in msg and reason in msg
+    assert '"version": 1' in msg and "plain form of ViP/CuPL descriptor files" in msg

@@ -13,6 +13,7 @@ from .common import (
     markers_from_args,
     model_image,
     model_spec_from_args,
+    recipe_of,
     stderr_progress,
     untrained_warning,
 )
@@ -56,7 +57,7 @@ def run(args) -> int:
     req = AttentionRequest(image_rgb=image.rgb, markers=markers, class_name=args.class_name, classes=classes,
                            method=args.method, model=model_spec_from_args(args), template=args.template,
                            modality=args.modality, marker_text=marker_suffixes(args),
-                           include_baseline=not args.no_baseline, device=args.device, recipe=args.recipe)
+                           include_baseline=not args.no_baseline, device=args.device, recipe=recipe_of(args))
     result = Engine().run(req, ProgressReporter(stderr_progress))
     result.notes[:0] = notes
     d = result.to_dict()

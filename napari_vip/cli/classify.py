@@ -12,6 +12,7 @@ from .common import (
     markers_from_args,
     model_image,
     model_spec_from_args,
+    recipe_of,
     save_rendered,
     stderr_progress,
     untrained_warning,
@@ -56,9 +57,9 @@ def run(args) -> int:
     req = ClassifyRequest(image_rgb=image.rgb, markers=markers, classes=args.classes, model=model_spec_from_args(args),
                           template=args.template, modality=args.modality, marker_text=marker_suffixes(args),
                           include_baseline=not args.no_baseline, device=args.device,
-                          prompts_path=getattr(args, "prompts", None), recipe=args.recipe)
+                          prompts_path=getattr(args, "prompts", None), recipe=recipe_of(args))
     if args.save_rendered:
-        save_rendered(args.save_rendered, image.rgb, markers, args.recipe)
+        save_rendered(args.save_rendered, image.rgb, markers, recipe_of(args))
     result = Engine().run(req, ProgressReporter(stderr_progress))
     result.notes[:0] = notes
     d = result.to_dict()

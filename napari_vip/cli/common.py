@@ -60,9 +60,10 @@ def add_marker_args(p) -> None:
     p.add_argument("--modality", default=DEFAULT_MODALITY)
     p.add_argument("--no-marker-text", action="store_true", help="leave the marker phrase out of the prompts")
     p.add_argument("--no-baseline", action="store_true", help="skip the no-marker condition")
-    p.add_argument("--recipe", default=CLI_RECIPE, choices=RECIPES,
-                   help="how the image is made and markers drawn: 'paper' (the paper's released code: min-max "
-                        "to 0..255, bicubic 256x256, Pillow drawing) or 'displayed' (the window, as the docks do)")
+    p.add_argument("--recipe", default=None, choices=RECIPES,
+                   help=f"how the image is made and markers drawn: 'paper' (the paper's released code: min-max "
+                        f"to 0..255, bicubic 256x256, Pillow drawing) or 'displayed' (the window, as the docks do); "
+                        f"default {CLI_RECIPE}, or displayed with --prompts (learned prompts see images as stored)")
 
 
 def markers_from_args(args, image) -> tuple[list, list[str]]:
@@ -137,8 +138,19 @@ def read_image(path) -> np.ndarray:
 
 
 def recipe_of(args) -> str:
-    """``--recipe`` of the commands that draw markers; ``displayed`` (the window) for the others."""
-    return getattr(args, "recipe", "displayed")
+    """The rendering recipe of a command (:mod:`napari_vip.core.recipes`).
+
+    ``--recipe`` when given; else ``paper`` for the commands that draw markers, except with learned prompts
+    (``--prompts``), which were trained on images read as stored and are scored the same way (``displayed``);
+    ``displayed`` (the window) for the commands without the option.
+    """
+    from ..core.recipes import CLI_RECIPE
+
+    if not hasattr(args, "recipe"):
+        return "displayed"
+    if args.recipe:
+        return args.recipe
+    return "displayed" if getattr(args, "prompts", None) else CLI_RECIPE
 
 
 def model_image(args):

@@ -18,6 +18,7 @@ from .common import (
     markers_from_args,
     model_image,
     model_spec_from_args,
+    recipe_of,
     read_image,
     save_rendered,
     stderr_progress,
@@ -184,9 +185,9 @@ def run_classify_with_concepts(args) -> int:
     req = ConceptClassifyRequest(image_rgb=image.rgb, markers=markers, concepts=concepts,
                                  model=model_spec_from_args(args), template=template, modality=args.modality,
                                  marker_text=marker_suffixes(args), include_baseline=not args.no_baseline,
-                                 device=args.device, recipe=args.recipe)
+                                 device=args.device, recipe=recipe_of(args))
     if getattr(args, "save_rendered", None):
-        save_rendered(args.save_rendered, image.rgb, markers, args.recipe)
+        save_rendered(args.save_rendered, image.rgb, markers, recipe_of(args))
     result = Engine().run(req, ProgressReporter(stderr_progress))
     result.notes[:0] = notes
     d = result.to_dict()

@@ -9,6 +9,8 @@ a UTF-8 JSON file::
 
 - ``version`` must be 1; ``classes`` maps each class name to a list of non-empty strings.  Other
   top-level keys are ignored (room for a ``"comment"``).
+- The plain form of the descriptor files published with ViP and CuPL, ``{"pneumonia": ["...", ...], ...}``
+  (no ``version``, every value a list), is read the same way.
 - A class name may carry a modality in brackets, ``"normal (chest x-ray)"``: :func:`descriptors_for`
   prefers it when asked for ``"normal"`` on a chest x-ray.  The bundled ``"normal"`` describes a
   normal fundus (the default sample is a fundus photograph).
@@ -123,7 +125,8 @@ def parse_library(text: str, source: str = "<text>") -> dict[str, list[str]]:
 
     def fail(line: int, reason: str):
         raise VipInputError(f"Symptom library {source}, line {line}: {reason}. Expected "
-                            '{"version": 1, "classes": {"<class>": ["descriptor", ...]}}.')
+                            '{"version": 1, "classes": {"<class>": ["descriptor", ...]}} or the plain form of '
+                            'ViP/CuPL descriptor files, {"<class>": ["descriptor", ...]}.')
 
     duplicates: list[str] = []
 
@@ -142,13 +145,19 @@ def parse_library(text: str, source: str = "<text>") -> dict[str, list[str]]:
     if not isinstance(data, dict):
         fail(1, f"the file holds {_kind(data)}, not an object")
     if "version" not in data:
-        fail(1, 'no "version" (use 1)')
-    if data["version"] != LIBRARY_VERSION:
-        fail(_line_of(text, "version"), f"version {data['version']!r} is not supported (use {LIBRARY_VERSION})")
-    if "classes" not in data:
-        fail(1, 'no "classes" object')
-    classes = data["classes"]
-    classes_at = text.find('"classes"')
+        not_lists = [k for k, v in data.items() if not isinstance(v, list)]
+        if not data or not_lists:
+            fail(_line_of(text, not_lists[0]) if not_lists else 1,
+                 'no "version" and not a plain descriptor file' +
+                 (f" ({not_lists[0]!r} holds {_kind(data[not_lists[0]])}, not a list)" if not_lists else " (empty)"))
+        classes, classes_at = data, 0
+    else:
+        if data["version"] != LIBRARY_VERSION:
+            fail(_line_of(text, "version"), f"version {data['version']!r} is not supported (use {LIBRARY_VERSION})")
+        if "classes" not in data:
+            fail(1, 'no "classes" object')
+        classes = data["classes"]
+        classes_at = text.find('"classes"')
     if not isinstance(classes, dict):
         fail(_line_of(text, "classes"), f'"classes" is {_kind(classes)}, not an object of class name -> list')
     for dup in duplicates:

@@ -107,7 +107,7 @@ def evaluation_table(evaluation: dict) -> str:
     return "\n".join(lines)
 
 
-def _descriptors(req: LearnRequest):
+def descriptors_of(req: LearnRequest):
     if req.descriptors is not None:
         return req.descriptors
     if req.descriptors_path is None:
@@ -126,7 +126,7 @@ def learn(engine, req: LearnRequest, progress) -> LearnResult:
     data = load_labelled(req.data, req.classes)
     notes = [f"data: {line}" for line in data.report.lines()]
     config = TrainConfig(**{**req.config, "method": req.method})
-    descriptors = _descriptors(req)
+    descriptors = descriptors_of(req)
     if req.method == "vip" and not descriptors:
         raise VipInputError("ViP needs a descriptor library (--descriptors LIBRARY.json, or the dock's "
                             "library field); use method coop to learn from class names alone.")
