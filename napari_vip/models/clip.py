@@ -82,14 +82,19 @@ class ClipModel:
         return torch.stack([self._image_cache[k] for k in keys])
 
     def encode_texts(self, prompts: list[str]):
-        """L2-normalised text embeddings, ``(N, D)`` float32 tensor; each prompt is embedded once per model."""
+        """L2-normalised text embeddings, ``(N, D)`` float32 tensor; each prompt is embedded once per model.
+
+        Causal text towers run only up to the batch's last end token (:mod:`napari_vip.models.text_encoding`).
+        """
         import torch
 
         todo = [p for p in dict.fromkeys(prompts) if p not in self._text_cache]
         if todo:
+            from .text_encoding import encode_text
+
             with torch.inference_mode():
                 tokens = self.tokenizer(todo).to(self.device)
-                feats = torch.nn.functional.normalize(self.model.encode_text(tokens).float(), dim=-1)
+                feats = torch.nn.functional.normalize(encode_text(self.model, tokens).float(), dim=-1)
             for p, f in zip(todo, feats):
                 self._text_cache[p] = f
         return torch.stack([self._text_cache[p] for p in prompts])

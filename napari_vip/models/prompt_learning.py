@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..core.errors import VipInputError
+from .text_encoding import POOLS, encode_embeddings, pool_positions
 
 METHODS = ("vip", "coop")
 DEFAULT_N_CTX = 4
@@ -145,10 +146,8 @@ class TextTower:
     def pool_index(self, ids: torch.Tensor) -> torch.Tensor:
         """``(N,)`` position whose output becomes the text feature, by the tower's own pooling rule."""
         n, length = ids.shape
-        if self._pool == "argmax":
-            return ids.argmax(dim=-1)
-        if self._pool == "eos":
-            return (ids == self._eos_pool_id).int().argmax(dim=-1)
+        if self._pool in POOLS:
+            return pool_positions(ids, self._pool, self._eos_pool_id)
         if self._pool == "first":
             return torch.zeros(n, dtype=torch.long)
         if self._pool == "last":
@@ -178,16 +177,7 @@ class TextTower:
             mask = (ids != self.pad_id).long()
             out = t.transformer(inputs_embeds=x, attention_mask=mask)
             return t.proj(t.pooler(out, mask))
-        length = x.shape[1]
-        cast = t.transformer.get_cast_dtype()
-        h = x.to(cast) + t.positional_embedding[:length].to(cast)
-        mask = t.attn_mask[:length, :length] if t.attn_mask is not None else None
-        h = t.ln_final(t.transformer(h, attn_mask=mask))
-        pooled = h[torch.arange(h.shape[0], device=h.device), self.pool_index(ids).to(h.device)]
-        proj = t.text_projection
-        if proj is None:
-            return pooled
-        return proj(pooled) if isinstance(proj, nn.Linear) else pooled @ proj
+        return encode_embeddings(t, x, self.pool_index(ids))
 
     def encode_texts(self, texts: list[str]) -> torch.Tensor:
         """Plain text features ``(N, D)`` (not normalised) through the same path, no learned vectors."""
