@@ -26,6 +26,8 @@ def add_parser(sub) -> None:
     g.add_argument("--weight-decay", type=float, default=d.weight_decay)
     g.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
     g.add_argument("--warmup-lr", type=float, default=d.warmup_lr)
+    g.add_argument("--min-steps", type=int, default=d.min_steps,
+                   help="fewest optimiser steps in all: a small training set is cycled within each epoch")
     g.add_argument("--n-ctx", type=int, default=d.n_ctx, help="number of learned context vectors")
     g.add_argument("--class-specific", action="store_true", help="one set of context vectors per class")
     g.add_argument("--val-fraction", type=float, default=d.val_fraction)
@@ -45,6 +47,7 @@ def run(args) -> int:
 
     config = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "momentum": args.momentum,
               "weight_decay": args.weight_decay, "warmup_epochs": args.warmup_epochs, "warmup_lr": args.warmup_lr,
+              "min_steps": args.min_steps,
               "n_ctx": args.n_ctx, "class_specific": args.class_specific, "val_fraction": args.val_fraction,
               "seed": args.seed, "augment": args.augment, "cache_features": not args.no_cache}
     library = None

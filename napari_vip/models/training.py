@@ -50,14 +50,18 @@ class TrainConfig:
     augment: bool = False
     cache_features: bool = True
     init_std: float = 0.02
+    #: Fewest optimiser steps of a run: a small training set is cycled within each epoch until
+    #: ``epochs * steps_per_epoch`` reaches this (see :meth:`steps_per_epoch`).
+    min_steps: int = 200
 
     def __post_init__(self):
         from .prompt_learning import METHODS
 
         if self.method not in METHODS:
             raise VipInputError(f"Unknown method {self.method!r}; choose one of {', '.join(METHODS)}.")
-        if self.epochs < 1 or self.batch_size < 1 or self.n_ctx < 1:
-            raise VipInputError("Epochs, batch size and number of context vectors must be at least 1.")
+        if self.epochs < 1 or self.batch_size < 1 or self.n_ctx < 1 or self.min_steps < 0:
+            raise VipInputError("Epochs, batch size and number of context vectors must be at least 1 "
+                                "(and the minimum number of steps not negative).")
         if not self.lr > 0:
             raise VipInputError(f"Learning rate {self.lr} must be positive.")
 
@@ -71,6 +75,17 @@ class TrainConfig:
         if epoch < self.warmup_epochs:
             return self.warmup_lr
         return 0.5 * self.lr * (1 + math.cos(math.pi * epoch / max(self.epochs, 1)))
+
+    def steps_per_epoch(self, n_train: int) -> int:
+        """Optimiser steps in one epoch over ``n_train`` images: one per batch, more for a small set.
+
+        The paper's schedule (SGD, lr 0.002, momentum 0.9, warm-up then cosine) was made for thousands of
+        images, i.e. thousands of steps.  On a few dozen images an epoch is one or two steps, and ViP's
+        per-class merge queries, whose gradient mostly points along the direction all image features share,
+        swing the class scores back and forth for many more steps than that before they settle.  So an epoch
+        is at least ``ceil(min_steps / epochs)`` steps, drawing batches from fresh shuffles of the set.
+        """
+        return max(math.ceil(n_train / self.batch_size), math.ceil(self.min_steps / self.epochs))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -259,17 +274,17 @@ def train_prompts(clip, data, descriptors, config: TrainConfig, train_idx, val_i
     aug_rng = np.random.default_rng(config.seed + 1) if config.augment else None
     history: list[EpochRecord] = []
     best_key, best_state, best_epoch = None, None, 0
-    n_batches = math.ceil(len(train_idx) / config.batch_size)
+    n_batches = config.steps_per_epoch(len(train_idx))
     for epoch in range(config.epochs):
         t0 = time.perf_counter()
         lr = config.lr_at(epoch)
         for g in opt.param_groups:
             g["lr"] = lr
-        order = gen.permutation(len(train_idx))
+        order = _epoch_order(gen, len(train_idx), n_batches, config.batch_size)
         learner.train()
-        loss_sum, correct = 0.0, 0
+        loss_sum, correct, seen = 0.0, 0, 0
         for b in range(n_batches):
-            sel = order[b * config.batch_size:(b + 1) * config.batch_size]
+            sel = order[b]
             if config.caches:
                 feats = train_features[torch.as_tensor(sel, device=train_features.device)]
             else:
@@ -282,9 +297,10 @@ def train_prompts(clip, data, descriptors, config: TrainConfig, train_idx, val_i
             opt.step()
             loss_sum += float(loss.detach()) * len(sel)
             correct += int((logits.detach().argmax(1) == target).sum())
+            seen += len(sel)
             _emit(progress, step_offset + epoch, total,
                   f"{config.method} epoch {epoch + 1}/{config.epochs}: batch {b + 1}/{n_batches}")
-        rec = EpochRecord(epoch + 1, lr, loss_sum / len(train_idx), correct / len(train_idx))
+        rec = EpochRecord(epoch + 1, lr, loss_sum / seen, correct / seen)
         learner.eval()
         if len(val_idx):
             with torch.no_grad():
@@ -305,6 +321,19 @@ def train_prompts(clip, data, descriptors, config: TrainConfig, train_idx, val_i
     learner.load_trainable_state(best_state)
     learner.eval()
     return TrainOutcome(learner, history, best_epoch, time.perf_counter() - t_start)
+
+
+def _epoch_order(gen, n: int, steps: int, batch_size: int) -> list[np.ndarray]:
+    """``steps`` batches of indices into ``range(n)``: consecutive shuffles of the set, cut into batches.
+
+    One shuffle when it gives ``steps`` batches; a small set is shuffled again (each shuffle on its own, so
+    every image is seen once per pass) until there are enough.
+    """
+    batches: list[np.ndarray] = []
+    while len(batches) < steps:
+        order = gen.permutation(n)
+        batches += [order[b:b + batch_size] for b in range(0, n, batch_size)]
+    return batches[:steps]
 
 
 def format_epoch(method: str, rec: EpochRecord, epochs: int) -> str:
