@@ -21,11 +21,54 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config):
     """pytest-xvfb gives napari's canvas an OpenGL context on a virtual display; without one, Qt runs
-    offscreen (widget code works, napari canvases need OpenGL and fail there)."""
+    offscreen: the docks are tested on ``ViewerModel`` (:func:`make_viewer`) and the tests that need the
+    canvas are skipped with what to install (:func:`make_window_viewer`)."""
     if not os.environ.get("DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 CONFIGS = Path(__file__).parent / "configs"
+
+#: What to install when napari's canvas cannot get OpenGL.
+NO_DISPLAY_REASON = ("needs napari's OpenGL canvas: no display here; install an X virtual framebuffer "
+                     "(Debian/Ubuntu: apt-get install xvfb; pytest-xvfb then starts it) or run under a desktop")
+
+
+def has_display() -> bool:
+    """Whether napari's canvas can get OpenGL: an X display (pytest-xvfb's virtual one counts) or Wayland."""
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+@pytest.fixture
+def make_viewer(request, qtbot):
+    """A viewer factory for dock tests.
+
+    With a display: napari's ``make_napari_viewer`` (a full ``napari.Viewer`` with its canvas).  Without one
+    (a fresh headless machine, Qt offscreen): ``napari.components.ViewerModel`` instances, which hold the layers,
+    dims and events the docks use and need no OpenGL; the docks themselves are real Qt widgets.
+    """
+    if has_display():
+        return request.getfixturevalue("make_napari_viewer")
+    from napari.components import ViewerModel
+
+    made = []
+
+    def factory(*args, **kwargs):
+        kwargs.pop("show", None)
+        viewer = ViewerModel(*args, **kwargs)
+        made.append(viewer)
+        return viewer
+
+    request.addfinalizer(lambda: [v.layers.clear() for v in made])
+    return factory
+
+
+@pytest.fixture
+def make_window_viewer(request):
+    """napari's ``make_napari_viewer`` for tests that need the viewer's window (dock widgets, the canvas);
+    skipped with what to install when there is no display."""
+    if not has_display():
+        pytest.skip(NO_DISPLAY_REASON)
+    return request.getfixturevalue("make_napari_viewer")
 
 
 @pytest.fixture(scope="session")

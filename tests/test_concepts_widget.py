@@ -14,13 +14,13 @@ from napari_vip.layers import ensure_markers_layer
 
 
 @pytest.fixture
-def dock(make_napari_viewer, tiny_clip_arch, tmp_path, monkeypatch):
+def dock(make_viewer, tiny_clip_arch, tmp_path, monkeypatch):
     from napari_vip.widgets.prompts import PromptsWidget
 
     monkeypatch.setenv("NAPARI_VIP_CONFIG_DIR", str(tmp_path / "config"))
     for var in ("NAPARI_VIP_LLM_URL", "NAPARI_VIP_LLM_MODEL"):
         monkeypatch.delenv(var, raising=False)
-    viewer = make_napari_viewer()
+    viewer = make_viewer()
     img = np.full((100, 150), 50, dtype=np.uint8)
     rr, cc = disk((20, 25), 8)
     img[rr, cc] = 230

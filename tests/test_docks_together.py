@@ -3,11 +3,11 @@
 import numpy as np
 
 
-def test_a_background_segment_tab_does_not_start_work(make_napari_viewer, qtbot):
+def test_a_background_segment_tab_does_not_start_work(make_window_viewer, qtbot):
     from napari_vip.widgets.classify import ClassifyWidget
     from napari_vip.widgets.segment import SegmentWidget
 
-    viewer = make_napari_viewer(show=True)
+    viewer = make_window_viewer(show=True)
     viewer.add_image(np.zeros((64, 64), np.uint8), name="img")
     classify, segment = ClassifyWidget(viewer), SegmentWidget(viewer)
     seg_dock = viewer.window.add_dock_widget(segment, name="VIP segment", tabify=True)
@@ -25,14 +25,14 @@ def test_a_background_segment_tab_does_not_start_work(make_napari_viewer, qtbot)
         classify.bridge.shutdown()
 
 
-def test_gui_opens_every_dock_on_the_sample_ready_to_draw(make_napari_viewer, qtbot, monkeypatch):
+def test_gui_opens_every_dock_on_the_sample_ready_to_draw(make_window_viewer, qtbot, monkeypatch):
     import napari
 
     from napari_vip.layers import MARKERS_LAYER
     from napari_vip.widgets.launch import DOCKS, open_viewer
 
     made = []
-    monkeypatch.setattr(napari, "Viewer", lambda show=True: made.append(make_napari_viewer(show=show)) or made[-1])
+    monkeypatch.setattr(napari, "Viewer", lambda show=True: made.append(make_window_viewer(show=show)) or made[-1])
     viewer = open_viewer(None, show=False)
     try:
         assert viewer.layers["retina"].rgb and viewer.layers["retina"].data.shape == (1411, 1411, 3)
@@ -48,12 +48,12 @@ def test_gui_opens_every_dock_on_the_sample_ready_to_draw(make_napari_viewer, qt
                 bridge.shutdown()
 
 
-def test_classify_dock_opened_after_the_segment_dock_still_mirrors_arrows(make_napari_viewer):
+def test_classify_dock_opened_after_the_segment_dock_still_mirrors_arrows(make_viewer):
     from napari_vip.layers import ARROWS_LAYER, MARKERS_LAYER
     from napari_vip.widgets.classify import ClassifyWidget
     from napari_vip.widgets.segment import SegmentWidget
 
-    viewer = make_napari_viewer()
+    viewer = make_viewer()
     viewer.add_image(np.zeros((64, 64), np.uint8), name="img")
     segment = SegmentWidget(viewer)  # makes the markers layer first
     assert MARKERS_LAYER in viewer.layers

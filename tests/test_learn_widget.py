@@ -21,12 +21,12 @@ def _folder(root, n=6):
     return root
 
 
-def test_learn_dock_trains_and_saves(make_napari_viewer, qtbot, tmp_path, tiny_clip_checkpoint):
+def test_learn_dock_trains_and_saves(make_viewer, qtbot, tmp_path, tiny_clip_checkpoint):
     from napari_vip.models.training import LearnedPrompts
     from napari_vip.widgets.learn import LearnWidget
 
     arch, ckpt = tiny_clip_checkpoint
-    viewer = make_napari_viewer()
+    viewer = make_viewer()
     w = LearnWidget(viewer)
     assert w.train() is None and "labelled images" in w.status.text()  # nothing chosen yet
     lib = tmp_path / "lib.json"
@@ -51,10 +51,10 @@ def test_learn_dock_trains_and_saves(make_napari_viewer, qtbot, tmp_path, tiny_c
     w.bridge.shutdown()
 
 
-def test_plot_reads_epoch_lines(make_napari_viewer):
+def test_plot_reads_epoch_lines(make_viewer):
     from napari_vip.widgets.learn import LearnWidget
 
-    w = LearnWidget(make_napari_viewer())
+    w = LearnWidget(make_viewer())
     w.on_progress_text("vip epoch 2/5 loss 0.5000 acc 0.7500 val_loss 0.6000 val_acc 0.7000")
     w.on_progress_text("vip epoch 3/5: batch 1/4")  # not an epoch summary
     assert w.plot.points[("vip", "val_acc")] == [(2, 0.7)]

@@ -11,11 +11,11 @@ pytest.importorskip("segment_anything")
 
 
 @pytest.fixture
-def dock(make_napari_viewer, qtbot, tiny_sam_arch, tmp_path, monkeypatch):
+def dock(make_viewer, qtbot, tiny_sam_arch, tmp_path, monkeypatch):
     from napari_vip.widgets.segment import SegmentWidget
 
     monkeypatch.setenv("NAPARI_VIP_CACHE", str(tmp_path / "cache"))
-    viewer = make_napari_viewer()
+    viewer = make_viewer()
     img = np.zeros((3, 48, 64), np.uint16)
     img[:, 10:30, 20:50] = 900
     viewer.add_image(img, name="ct", scale=(1.0, 2.0, 2.0))  # world units differ from pixels

@@ -9,10 +9,10 @@ from napari_vip.layers import ARROWS_LAYER, MARKERS_LAYER, markers_from_layer
 
 
 @pytest.fixture
-def dock(make_napari_viewer, qtbot, tiny_clip_arch):
+def dock(make_viewer, qtbot, tiny_clip_arch):
     from napari_vip.widgets.classify import ClassifyWidget
 
-    viewer = make_napari_viewer()
+    viewer = make_viewer()
     rng = np.random.default_rng(0)
     viewer.add_image((rng.random((60, 80)) * 1000).astype(np.uint16), name="xray")
     widget = ClassifyWidget(viewer)
@@ -92,11 +92,11 @@ def test_show_what_the_model_sees(dock):
     assert seen.shape == (256, 256, 3) and np.all(seen == [255, 0, 0], axis=-1).any()
 
 
-def test_plane_in_view_of_a_stack_is_classified(make_napari_viewer, qtbot, tiny_clip_arch):
+def test_plane_in_view_of_a_stack_is_classified(make_viewer, qtbot, tiny_clip_arch):
     from napari_vip.layers import model_input
     from napari_vip.widgets.classify import ClassifyWidget
 
-    viewer = make_napari_viewer()
+    viewer = make_viewer()
     stack = np.zeros((2, 3, 20, 30), np.float32)
     stack[1, 2, 5:10, 5:10] = 7.0
     layer = viewer.add_image(stack, name="vol", contrast_limits=(0, 7))
