@@ -14,30 +14,48 @@ from .core.markers import COLORS, STYLES, Marker
 
 MARKERS_LAYER = "VIP markers"
 ARROWS_LAYER = "VIP arrows"
+CLICKS_LAYER = "VIP clicks"
+HEATMAP_LAYER = "VIP text heatmap"
+CURRENT_LAYER = "VIP current mask"
+ANNOTATIONS_LAYER = "VIP annotations"
+MODEL_VIEW_LAYER = "VIP model view"
 #: Render style a new shape gets from its napari shape type.
 DEFAULT_STYLE = {"rectangle": "bbox", "ellipse": "circle", "line": "arrow", "polygon": "bbox", "path": "bbox"}
+
+
+def plane_index(layer, viewer_dims=None) -> tuple[int, ...]:
+    """Indices of an Image layer's leading (non-plane) axes at the viewer's position; ``()`` for 2D images.
+
+    The position is rounded and clipped to the data; without ``viewer_dims`` every leading index is 0.
+    """
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    nd = data.ndim - (1 if getattr(layer, "rgb", False) else 0)
+    if nd < 2:
+        raise VipInputError(f"Layer {layer.name!r} has {nd} spatial dimension(s); napari-vip needs an image.")
+    if nd == 2:
+        return ()
+    if viewer_dims is None:
+        return (0,) * (nd - 2)
+    world_point = np.asarray(viewer_dims.point, dtype=float)
+    data_point = np.asarray(layer.world_to_data(world_point[-layer.ndim:]), dtype=float)
+    return tuple(int(np.clip(np.round(v), 0, data.shape[i] - 1)) for i, v in enumerate(data_point[: nd - 2]))
 
 
 def image_plane(layer, viewer_dims=None) -> np.ndarray:
     """The 2D plane of an Image layer in view: ``(H, W)`` or ``(H, W, 3|4)`` ndarray.
 
-    For nD layers the non-displayed axes take the viewer's current position (rounded, clipped); the
+    For nD layers the non-displayed axes take the viewer's current position (:func:`plane_index`); the
     last two layer axes are the plane.  Multiscale layers use their full-resolution level.
     """
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-    rgb = bool(getattr(layer, "rgb", False))
-    nd = data.ndim - (1 if rgb else 0)
-    if nd < 2:
-        raise VipInputError(f"Layer {layer.name!r} has {nd} spatial dimension(s); napari-vip needs an image.")
-    index: tuple = ()
-    if nd > 2:
-        lead = [0] * (nd - 2)
-        if viewer_dims is not None:
-            world_point = np.asarray(viewer_dims.point, dtype=float)
-            data_point = np.asarray(layer.world_to_data(world_point[-layer.ndim:]), dtype=float)
-            lead = [int(np.clip(np.round(v), 0, data.shape[i] - 1)) for i, v in enumerate(data_point[: nd - 2])]
-        index = tuple(lead)
-    return np.asarray(data[index])
+    return np.asarray(data[plane_index(layer, viewer_dims)])
+
+
+def spatial_shape(layer) -> tuple[int, ...]:
+    """An Image layer's spatial shape: its data shape without the colour axis (full-resolution level)."""
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    shape = tuple(int(v) for v in data.shape)
+    return shape[:-1] if getattr(layer, "rgb", False) else shape
 
 
 def display_window(layer) -> tuple[tuple[float, float], bool]:

@@ -63,8 +63,8 @@ class AnnotationRecord:
 @dataclass
 class _Change:
     id: int
-    plane: tuple[int, ...]
-    flat_index: np.ndarray  # indices into the plane (ravelled) that the commit changed
+    plane: tuple[int, ...] | None  # None: the commit spanned the whole label volume
+    flat_index: np.ndarray  # indices into the plane (or the volume), ravelled, that the commit changed
     previous: np.ndarray
 
 
@@ -146,17 +146,47 @@ class AnnotationStore:
         self._history.append(_Change(new_id, rec.plane, idx, prev))
         return new_id
 
+    def commit_volume(self, mask: np.ndarray, prompts: dict | None = None, provenance: dict | None = None,
+                      score: float | None = None, source: str = "propagation") -> int:
+        """Add ``mask`` (bool, the store's whole shape, e.g. ``(Z, Y, X)``) as one new object; returns its id.
+
+        As :meth:`commit`, on every plane at once: only unlabelled voxels are painted.  The record's ``plane``
+        is ``()``, its ``bbox_rc`` the rows/columns extent over all planes, and its prompts get ``"planes"``:
+        the ``[first, last]`` index of the first leading axis that holds the object.
+        """
+        m = np.asarray(mask)
+        if m.shape != self.shape:
+            raise VipInputError(f"Mask has shape {m.shape}; the annotations have {self.shape}.")
+        free = m.astype(bool) & (self.labels == 0)
+        if not free.any():
+            raise VipInputError("The mask has no voxel outside committed objects; nothing to commit.")
+        new_id = self.next_id()
+        idx = np.flatnonzero(free)
+        flat = self.labels.reshape(-1)
+        prev = flat[idx].copy()
+        flat[idx] = new_id
+        coords = np.nonzero(free)
+        rows, cols = coords[-2], coords[-1]
+        prompts = dict(prompts or {})
+        if free.ndim > 2:
+            prompts["planes"] = [int(coords[0].min()), int(coords[0].max())]
+        rec = AnnotationRecord(new_id, (), prompts, dict(provenance or {}), None if score is None else float(score),
+                               int(free.sum()), (int(rows.min()), int(cols.min()), int(rows.max()) + 1,
+                                                 int(cols.max()) + 1),
+                               datetime.now(timezone.utc).isoformat(timespec="seconds"), source)
+        self.records[new_id] = rec
+        self._history.append(_Change(new_id, None, idx, prev))
+        return new_id
+
     def undo(self) -> AnnotationRecord | None:
         """Take back the last commit (its pixels return to their previous values); returns its record."""
         if not self._history:
             return None
         change = self._history.pop()
-        flat = self.plane_view(change.plane).reshape(-1)
+        view = self.labels if change.plane is None else self.plane_view(change.plane)
+        flat = view.reshape(-1)
         flat[change.flat_index] = change.previous
         return self.records.pop(change.id, None)
-
-    def clear_history(self) -> None:
-        self._history.clear()
 
     # -- sidecar -------------------------------------------------------------------------------------------------
     def to_sidecar(self) -> dict:

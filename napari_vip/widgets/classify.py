@@ -24,6 +24,7 @@ from ..core.prompts import DEFAULT_TEMPLATE, MODALITIES, SUFFIXES, check_classes
 from ..io.windows import WINDOW_PRESETS
 from ..layers import (
     MARKERS_LAYER,
+    MODEL_VIEW_LAYER,
     ensure_markers_layer,
     markers_from_layer,
     model_input,
@@ -302,7 +303,7 @@ class ClassifyWidget(QWidget):
             return
         marker = markers[0] if markers else None
         rendered = render_marker(image.rgb, marker)
-        name = "VIP model view"
+        name = MODEL_VIEW_LAYER
         if name in self.viewer.layers:
             self.viewer.layers[name].data = rendered
         else:

@@ -28,7 +28,7 @@ from ..core.errors import VipInputError
 from ..core.prompts import MODALITIES
 from ..core.region_concepts import VARIANTS, describe_region
 from ..core.symptoms import descriptors_for, load_library, save_library, user_library_path
-from ..layers import MARKERS_LAYER, image_plane, markers_from_layer, model_input
+from ..layers import CURRENT_LAYER, MARKERS_LAYER, image_plane, markers_from_layer, model_input
 from .form_rows import browse_row
 from .layer_choice import ImageLayerChooser
 from .model_picker import ModelPicker
@@ -36,7 +36,6 @@ from .results_view import ProbabilityTable
 from .status_text import show_failure, untrained_prefix, warning_html
 from .worker_bridge import bridge_for
 
-CURRENT_MASK_LAYER = "VIP current mask"
 DEFAULT_FINDINGS = {"fundus photograph": ["diabetic retinopathy", "glaucoma", "normal"],
                     "chest x-ray": ["pneumonia", "normal"]}
 VARIANT_LABELS = {"p1": "p1 keyword", "p2": "p2 + shape", "p3": "p3 + colour", "p4": "p4 + size",
@@ -466,8 +465,8 @@ class PromptsWidget(QWidget):
         image = model_input(layer, self.viewer.dims)
         hw = image.rgb.shape[:2]
         mask = None
-        if CURRENT_MASK_LAYER in self.viewer.layers:
-            plane = np.asarray(image_plane(self.viewer.layers[CURRENT_MASK_LAYER], self.viewer.dims))
+        if CURRENT_LAYER in self.viewer.layers:
+            plane = np.asarray(image_plane(self.viewer.layers[CURRENT_LAYER], self.viewer.dims))
             if plane.shape == hw and plane.any():
                 mask = plane
         box = None
@@ -481,7 +480,7 @@ class PromptsWidget(QWidget):
                 raise VipInputError("Several markers: select the one whose region to describe (select tool, S).")
         if mask is None and box is None:
             raise VipInputError("No region: draw a marker on the 'VIP markers' layer (or segment it so the "
-                                f"'{CURRENT_MASK_LAYER}' layer holds its mask), then describe it.")
+                                f"'{CURRENT_LAYER}' layer holds its mask), then describe it.")
         return image.rgb, mask, box
 
     def describe_selected_region(self):

@@ -19,87 +19,37 @@ from __future__ import annotations
 
 import time
 import weakref
+from contextlib import contextmanager
 
 import numpy as np
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                            QLineEdit, QPushButton, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+                            QPushButton, QVBoxLayout, QWidget)
 
 from ..core.annotations import AnnotationStore
-from ..core.coords import box_xyxy_from_vertices_rc, rc_to_xy
 from ..core.errors import VipInputError
-from ..layers import MARKERS_LAYER, _to_image_rc, display_window, ensure_markers_layer, model_input
+from ..layers import (ANNOTATIONS_LAYER, CLICKS_LAYER, CURRENT_LAYER, HEATMAP_LAYER, MARKERS_LAYER, display_window,
+                      ensure_markers_layer, model_input, plane_index, spatial_shape)
 from ..models.embedding_cache import image_signature
-from ..models.sam import SAM_ARCHS, SamSpec
-from ..worker.segment import SegmentEmbedRequest, SegmentRequest, TextSegmentRequest, check_prompts
-from .form_rows import browse_row, device_combo, warning_label
+from ..worker.segment import SegmentEmbedRequest, TextSegmentRequest
+from ..worker.segment_session import RECORDS_METADATA, SegmentSession
+from . import segment_layers
 from .layer_choice import ImageLayerChooser
+from .sam_picker import SamPicker
 from .status_text import warning_html
+from .visibility import enclosing_dock, in_view
 from .worker_bridge import bridge_for, notify_failure
 
-CLICKS_LAYER = "VIP clicks"
-HEATMAP_LAYER = "VIP text heatmap"
-CURRENT_LAYER = "VIP current mask"
-ANNOTATIONS_LAYER = "VIP annotations"
-SAM_SOURCES = ("untrained (random weights)", "checkpoint file")
-POSITIVE_COLOR = (0.1, 0.85, 0.2, 1.0)
-NEGATIVE_COLOR = (0.95, 0.15, 0.15, 1.0)
-UNTRAINED_WARNING = ("<b style='color:#e8a33d'>Untrained SAM: random weights.</b> Masks only show the "
-                     "workflow.")
+LABEL_FILES = "Label image (*.tif *.tiff *.png *.npy)"
+
+def checked_box(text: str) -> QCheckBox:
+    """A checkbox, checked."""
+    box = QCheckBox(text)
+    box.setChecked(True)
+    return box
 
 
-class SamPicker(QWidget):
-    """Chooses a :class:`SamSpec`: checkpoint file or untrained, architecture, MedSAM, device."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.source = QComboBox()
-        self.source.addItems(SAM_SOURCES)
-        self.arch = QComboBox()
-        self.arch.setEditable(True)  # a .json config of a custom SAM also works
-        self.arch.addItems(SAM_ARCHS)
-        self.path = QLineEdit()
-        self.path.setPlaceholderText("sam_vit_b_01ec64.pth / medsam_vit_b.pth")
-        self.medsam = QCheckBox("MedSAM (its own normalisation)")
-        self.device = device_combo()
-        self.warning = warning_label(UNTRAINED_WARNING)
-        form = QFormLayout(self)
-        form.setContentsMargins(0, 0, 0, 0)
-        form.addRow("weights", self.source)
-        form.addRow("architecture", self.arch)
-        form.addRow("checkpoint", browse_row(self.path, self._browse))
-        form.addRow("", self.medsam)
-        form.addRow("device", self.device)
-        form.addRow(self.warning)
-        self.source.currentTextChanged.connect(self._on_source)
-        self._on_source(self.source.currentText())
-
-    def _browse(self) -> None:
-        name, _ = QFileDialog.getOpenFileName(self, "SAM / MedSAM checkpoint", "",
-                                              "Checkpoints (*.pth *.pt *.bin *.safetensors)")
-        if name:
-            self.path.setText(name)
-            self.source.setCurrentText("checkpoint file")
-            if "medsam" in name.lower():
-                self.medsam.setChecked(True)
-
-    def _on_source(self, source: str) -> None:
-        self.path.setEnabled(source == "checkpoint file")
-        self.warning.setVisible(source.startswith("untrained"))
-
-    def set_untrained(self, arch: str = "vit_b") -> None:
-        self.source.setCurrentText(SAM_SOURCES[0])
-        self.arch.setCurrentText(arch)
-
-    def spec(self) -> SamSpec:
-        """The chosen spec; raises VipInputError for an incomplete choice."""
-        arch = self.arch.currentText().strip()
-        if self.source.currentText() == "checkpoint file":
-            return SamSpec(arch, checkpoint=self.path.text().strip() or None, medsam=self.medsam.isChecked())
-        return SamSpec(arch, untrained=True, medsam=self.medsam.isChecked())
-
-    def device_name(self) -> str:
-        return self.device.currentText()
+__all__ = ["SegmentWidget", "SamPicker", "ANNOTATIONS_LAYER", "CLICKS_LAYER", "CURRENT_LAYER", "HEATMAP_LAYER"]
 
 
 class SegmentWidget(QWidget):
@@ -107,9 +57,8 @@ class SegmentWidget(QWidget):
 
     Attributes
     ----------
-    store : AnnotationStore or None
-        The committed objects of the current image (its ``labels`` is the annotations layer's data).
-    last_result : SegmentResult or None
+    session : SegmentSession
+        The Qt-free segmentation state: annotations store, candidate, commit/undo (the dock only wires events).
     last_latency_ms : float or None
         From the prompt change (box added, click) to the candidate shown, for the last decode.
     """
@@ -118,27 +67,21 @@ class SegmentWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.bridge = bridge_for(napari_viewer)
-        self.store: AnnotationStore | None = None
-        self.last_result = None
+        self.session = SegmentSession()
         self.last_embed = None
         self.last_latency_ms = None
-        self.candidate = 0
         self._input_cache: tuple | None = None  # (signature tuple, ModelImage, image_sig)
         self._prompt_time = None
         self._box_index: int | None = None  # which marker is the current box
-        self._use_all_markers = False
+        self._request_plane: tuple[int, ...] = ()  # the plane of the request in flight
         self._syncing = False
 
         self.image_combo = ImageLayerChooser(napari_viewer)
         self.model = SamPicker()
-        self.multimask = QCheckBox("three candidates (cycle with Shift-N)")
-        self.multimask.setChecked(True)
-        self.refine = QCheckBox("refine from the previous mask when clicking")
-        self.refine.setChecked(True)
-        self.auto = QCheckBox("segment when a box or click changes")
-        self.auto.setChecked(True)
-        self.positive = QCheckBox("next click is positive")
-        self.positive.setChecked(True)
+        self.multimask = checked_box("three candidates (cycle with Shift-N)")
+        self.refine = checked_box("refine from the previous mask when clicking")
+        self.auto = checked_box("segment when a box or click changes")
+        self.positive = checked_box("next click is positive")
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.embed_status = QLabel("embedding: none yet")
@@ -165,7 +108,6 @@ class SegmentWidget(QWidget):
         self.text.returnPressed.connect(self.text_to_mask)
         self.clip_model = ModelPicker()
         self.text_btn = button("Text → mask", self.text_to_mask)
-        self.last_text_result = None
 
         src = QGroupBox("Image and model")
         sf = QFormLayout(src)
@@ -184,16 +126,11 @@ class SegmentWidget(QWidget):
         tf.addRow(self.text_btn)
         objects = QGroupBox("Candidate and annotations")
         of = QVBoxLayout(objects)
-        row1, row2 = QHBoxLayout(), QHBoxLayout()
-        row1.addWidget(self.next_btn)
-        row1.addWidget(self.commit_btn)
-        row2.addWidget(self.undo_btn)
-        row2.addWidget(self.clear_btn)
-        row3 = QHBoxLayout()
-        row3.addWidget(self.save_btn)
-        row3.addWidget(self.load_btn)
-        for r in (row1, row2, row3):
-            of.addLayout(r)
+        for pair in ((self.next_btn, self.commit_btn), (self.undo_btn, self.clear_btn), (self.save_btn, self.load_btn)):
+            row = QHBoxLayout()
+            for b in pair:
+                row.addWidget(b)
+            of.addLayout(row)
         lay = QVBoxLayout(self)
         for w in (src, prompts, text_box, objects):
             lay.addWidget(w)
@@ -222,6 +159,23 @@ class SegmentWidget(QWidget):
         self._watched_image = None
         self._refresh_images()
 
+    # -- the session's state, read by tests and scripts ---------------------------------------------------------
+    @property
+    def store(self) -> AnnotationStore | None:
+        return self.session.store
+
+    @property
+    def last_result(self):
+        return self.session.result
+
+    @property
+    def last_text_result(self):
+        return self.session.text_result
+
+    @property
+    def candidate(self) -> int:
+        return self.session.candidate
+
     # -- layers ------------------------------------------------------------------------------------------------
     def image_layer(self, required: bool = True):
         """The chosen image layer (see :meth:`ImageLayerChooser.layer`)."""
@@ -248,22 +202,14 @@ class SegmentWidget(QWidget):
             except (TypeError, ValueError, RuntimeError):
                 pass
         self._watched_image = layer
-        self.store = None
-        self.last_result = None
+        self.session = SegmentSession()
         if layer is None:
             return
         layer.events.contrast_limits.connect(self._on_contrast)
-        self._syncing = True
-        try:
+        with self._quiet():
             self.markers_layer()
             self.clicks_layer()
-        finally:
-            self._syncing = False
         self._contrast_timer.start()  # debounced, so a model chosen right after opening is the one used
-
-    def _plane_geometry(self, layer):
-        """``(scale, translate)`` of the image's last two axes."""
-        return np.asarray(layer.scale[-2:]), np.asarray(layer.translate[-2:])
 
     def markers_layer(self):
         layer = ensure_markers_layer(self.viewer, self.image_layer(required=False))
@@ -273,18 +219,8 @@ class SegmentWidget(QWidget):
         return layer
 
     def clicks_layer(self):
-        if CLICKS_LAYER in self.viewer.layers:
-            layer = self.viewer.layers[CLICKS_LAYER]
-        else:
-            img = self.image_layer(required=False)
-            kw = {}
-            if img is not None:
-                scale, translate = self._plane_geometry(img)
-                kw = {"scale": scale, "translate": translate}
-            layer = self.viewer.add_points(
-                np.empty((0, 2)), ndim=2, name=CLICKS_LAYER, size=8, border_width=0,
-                features={"positive": np.array([], dtype=bool)}, feature_defaults={"positive": True}, **kw)
-            layer.mode = "add"
+        with self._quiet():
+            layer = segment_layers.clicks_layer(self.viewer, self.image_layer(required=False))
         if layer not in self._hooked:
             layer.events.data.connect(self._on_clicks_changed)
             self._hooked.add(layer)
@@ -295,68 +231,27 @@ class SegmentWidget(QWidget):
             layer = self.viewer.layers[CLICKS_LAYER]
             layer.feature_defaults = {"positive": bool(positive)}
 
-    def _color_clicks(self, layer) -> None:
-        if len(layer.data):
-            pos = np.asarray(layer.features["positive"], dtype=bool)
-            layer.face_color = np.where(pos[:, None], POSITIVE_COLOR, NEGATIVE_COLOR)
-
     def current_layer(self, shape_hw, image_layer):
-        if CURRENT_LAYER in self.viewer.layers:
-            layer = self.viewer.layers[CURRENT_LAYER]
-            if layer.data.shape == tuple(shape_hw):
-                return layer
-            self.viewer.layers.remove(layer)
-        scale, translate = self._plane_geometry(image_layer)
-        self._syncing = True
-        try:
-            layer = self.viewer.add_labels(np.zeros(shape_hw, dtype=np.uint8), name=CURRENT_LAYER, opacity=0.9,
-                                           scale=scale, translate=translate)
-        finally:
-            self._syncing = False
-        layer.contour = 2
-        layer.editable = False
-        return layer
+        with self._quiet():
+            return segment_layers.current_layer(self.viewer, shape_hw, image_layer)
 
     def annotations_layer(self, image_layer):
         """The "VIP annotations" layer (image's full spatial shape), its data shared with :attr:`store`."""
-        shape = self._spatial_shape(image_layer)
-        if self.store is None or self.store.shape != shape:
-            existing = self.viewer.layers[ANNOTATIONS_LAYER] if ANNOTATIONS_LAYER in self.viewer.layers else None
-            if existing is not None and tuple(existing.data.shape) == shape:
-                records = existing.metadata.get("vip_annotation_records")
-                self.store = AnnotationStore(shape, np.asarray(existing.data), list((records or {}).values()))
-            else:
-                self.store = AnnotationStore(shape)
-        if ANNOTATIONS_LAYER in self.viewer.layers:
-            layer = self.viewer.layers[ANNOTATIONS_LAYER]
-            if layer.data is not self.store.labels:
-                if tuple(layer.data.shape) != shape and np.any(layer.data):
-                    layer.name = ANNOTATIONS_LAYER + " (previous image)"  # never drop committed work
-                    return self.annotations_layer(image_layer)
-                layer.data = self.store.labels
-            return layer
+        with self._quiet():
+            return segment_layers.annotations_layer(self.viewer, self.session, image_layer)
+
+    @contextmanager
+    def _quiet(self):
+        """Layers added inside do not trigger the dock's own layer-list handlers."""
         self._syncing = True
         try:
-            layer = self.viewer.add_labels(self.store.labels, name=ANNOTATIONS_LAYER, opacity=0.5,
-                                           scale=image_layer.scale, translate=image_layer.translate)
+            yield
         finally:
             self._syncing = False
-        return layer
-
-    @staticmethod
-    def _spatial_shape(image_layer) -> tuple[int, ...]:
-        data = image_layer.data[0] if getattr(image_layer, "multiscale", False) else image_layer.data
-        shape = tuple(int(v) for v in data.shape)
-        return shape[:-1] if image_layer.rgb else shape
 
     def plane_index(self, image_layer) -> tuple[int, ...]:
         """Indices of the leading (non-displayed) axes of the plane in view; ``()`` for 2D images."""
-        shape = self._spatial_shape(image_layer)
-        if len(shape) <= 2:
-            return ()
-        world = np.asarray(self.viewer.dims.point, dtype=float)
-        data_point = np.asarray(image_layer.world_to_data(world[-image_layer.ndim:]), dtype=float)
-        return tuple(int(np.clip(np.round(v), 0, shape[i] - 1)) for i, v in enumerate(data_point[:len(shape) - 2]))
+        return plane_index(image_layer, self.viewer.dims)
 
     # -- model input ---------------------------------------------------------------------------------------------
     def model_image(self, layer=None):
@@ -372,23 +267,15 @@ class SegmentWidget(QWidget):
         return image, sig, image.window, invert
 
     def in_view(self) -> bool:
-        """Whether the user can see this dock.  Work starts by itself (embeddings, segmenting a new box)
-        only then, so a background tab does not fill the worker while the user classifies."""
-        window = self.window()
-        if window is self or not window.isVisible():  # not in a shown window (scripts, tests): act
-            return True
-        return self.isVisible() and not self.visibleRegion().isEmpty()  # a covered tab has no visible region
+        """Whether the user can see this dock (see :func:`napari_vip.widgets.visibility.in_view`)."""
+        return in_view(self)
 
     def _precompute_when_in_view(self) -> None:
         self._embedding_wanted = not self.in_view()
         if not self._embedding_wanted:
             self.precompute()
             return
-        from qtpy.QtWidgets import QDockWidget
-
-        dock = self.parentWidget()
-        while dock is not None and not isinstance(dock, QDockWidget):
-            dock = dock.parentWidget()
+        dock = enclosing_dock(self)
         if dock is not None and dock is not self._watched_dock:  # embed once the user brings the tab forward
             self._watched_dock = dock
             dock.visibilityChanged.connect(self._on_dock_visibility)
@@ -426,7 +313,7 @@ class SegmentWidget(QWidget):
 
     def _on_slice(self, event=None) -> None:
         layer = self.image_layer(required=False)
-        if layer is not None and len(self._spatial_shape(layer)) > 2:
+        if layer is not None and len(spatial_shape(layer)) > 2:
             self.clear()
             self._precompute_when_in_view()
 
@@ -447,7 +334,6 @@ class SegmentWidget(QWidget):
             self._box_index = int(max(i for i in idx if i >= 0)) if any(i >= 0 for i in idx) else len(layer.data) - 1
         else:
             self._box_index = len(layer.data) - 1
-        self._use_all_markers = False
         self._prompt_time = time.perf_counter()
         if action == "added":  # a new object: earlier clicks belonged to the previous one
             self._clear_clicks()
@@ -460,50 +346,20 @@ class SegmentWidget(QWidget):
         if action not in (None, "added", "changed", "removed"):
             return
         layer = self.viewer.layers[CLICKS_LAYER]
-        self._color_clicks(layer)
+        segment_layers.color_clicks(layer)
         self._prompt_time = time.perf_counter()
         if self.auto.isChecked() and (len(layer.data) or self._box_index is not None):
             self.segment()
 
-    def _box_from_marker(self, image_layer, index: int) -> tuple[float, float, float, float]:
-        ml = self.viewer.layers[MARKERS_LAYER]
-        rc = _to_image_rc(ml, image_layer, ml.data[index])
-        return box_xyxy_from_vertices_rc(rc)
-
-    def prompts(self, image_layer, all_markers: bool = False):
-        """``(boxes_xyxy, points_xy, labels)`` from the layers, in the plane's (x, y) pixels."""
-        boxes = []
-        if MARKERS_LAYER in self.viewer.layers:
-            ml = self.viewer.layers[MARKERS_LAYER]
-            n = len(ml.data)
-            if all_markers:
-                boxes = [self._box_from_marker(image_layer, i) for i in range(n)]
-            elif n:
-                sel = sorted(i for i in ml.selected_data if i < n)
-                index = sel[-1] if sel else (self._box_index if self._box_index is not None and self._box_index < n
-                                             else None)
-                if index is not None:
-                    boxes = [self._box_from_marker(image_layer, index)]
-        pts, labels = np.empty((0, 2)), np.empty((0,), dtype=np.int64)
-        if CLICKS_LAYER in self.viewer.layers and not all_markers:
-            cl = self.viewer.layers[CLICKS_LAYER]
-            if len(cl.data):
-                pts = rc_to_xy(_to_image_rc(cl, image_layer, cl.data))
-                labels = np.asarray(cl.features["positive"], dtype=bool).astype(np.int64)
-        return boxes, pts, labels
-
-    def build_request(self, all_markers: bool = False) -> SegmentRequest:
+    def build_request(self, all_markers: bool = False):
+        """The :class:`~napari_vip.worker.segment.SegmentRequest` of the layers' prompts (see
+        :meth:`SegmentSession.request`)."""
         layer = self.image_layer()
         image, sig, window, invert = self.model_image(layer)
-        boxes, pts, labels = self.prompts(layer, all_markers)
-        check_prompts(boxes, pts, labels, image.rgb.shape[:2])  # bad input is refused here, before the worker
-        logits = None
-        prev = self.last_result
-        if (self.refine.isChecked() and prev is not None and len(pts) and prev.masks.shape[0] == 1
-                and prev.masks.shape[2:] == image.rgb.shape[:2]):
-            logits = prev.low_res_logits[0, self.candidate][None]
-        return SegmentRequest(image.rgb, self.model.spec(), boxes, pts.tolist(), labels.tolist(), logits,
-                              self.multimask.isChecked(), window, invert, sig, self.model.device_name())
+        boxes, pts, labels = segment_layers.layer_prompts(self.viewer, layer, self._box_index, all_markers)
+        return self.session.request(image.rgb, self.model.spec(), boxes, pts, labels,
+                                    multimask=self.multimask.isChecked(), refine=self.refine.isChecked(),
+                                    window=window, invert=invert, image_sig=sig, device=self.model.device_name())
 
     def segment(self) -> int | None:
         """Decode the current box (selected or newest marker) and clicks; the newest request wins."""
@@ -520,7 +376,7 @@ class SegmentWidget(QWidget):
         except VipInputError as exc:
             self._warn(str(exc))
             return None
-        self._plane = self.plane_index(self.image_layer())
+        self._request_plane = self.plane_index(self.image_layer())
         self._prompt_time = self._prompt_time or time.perf_counter()
         return self.bridge.submit(req, "VIP segment", self._on_result, self._on_error, channel="segment-decode")
 
@@ -538,35 +394,22 @@ class SegmentWidget(QWidget):
         except VipInputError as exc:
             self._warn(str(exc))
             return None
-        self._plane = self.plane_index(layer)
+        self._request_plane = self.plane_index(layer)
         self._prompt_time = time.perf_counter()
         return self.bridge.submit(req, "VIP text to mask", self._on_text_result, self._on_error,
                                   channel="segment-decode")
 
     def _on_text_result(self, result) -> None:
-        self.last_text_result = result
         layer = self.image_layer(required=False)
         if layer is not None:
-            scale, translate = self._plane_geometry(layer)
-            if HEATMAP_LAYER in self.viewer.layers and self.viewer.layers[HEATMAP_LAYER].data.shape == result.heatmap.shape:
-                self.viewer.layers[HEATMAP_LAYER].data = result.heatmap
-            else:
-                if HEATMAP_LAYER in self.viewer.layers:
-                    self.viewer.layers.remove(HEATMAP_LAYER)
-                self._syncing = True
-                try:
-                    self.viewer.add_image(result.heatmap, name=HEATMAP_LAYER, colormap="inferno", opacity=0.45,
-                                          contrast_limits=(0, 1), blending="additive", scale=scale,
-                                          translate=translate)
-                finally:
-                    self._syncing = False
-        self._on_result(result.segment)
+            with self._quiet():
+                segment_layers.show_heatmap(self.viewer, result.heatmap, layer)
+        self._on_result(result.segment, text_result=result)
         if result.steps[0].get("untrained"):
             self.status.setText("<b style='color:#e8a33d'>UNTRAINED CLIP.</b> " + self.status.text())
 
-    def _on_result(self, result) -> None:
-        self.last_result = result
-        self.candidate = 0
+    def _on_result(self, result, text_result=None) -> None:
+        self.session.set_result(result, self._request_plane, text_result)
         self._show_candidate()
         if self._prompt_time is not None:
             self.last_latency_ms = (time.perf_counter() - self._prompt_time) * 1000
@@ -580,12 +423,9 @@ class SegmentWidget(QWidget):
         if layer is None:
             return
         b, c, h, w = result.masks.shape
-        cand = np.zeros((h, w), dtype=np.uint8)
-        for k in range(b):  # several boxes: one colour each
-            cand[result.masks[k, min(self.candidate, c - 1)] & (cand == 0)] = k + 1
         cur = self.current_layer((h, w), layer)
-        cur.data = cand
-        scores = ", ".join(f"{s:.2f}" for s in result.scores[:, min(self.candidate, c - 1)])
+        cur.data = self.session.candidate_labels()  # several boxes: one colour each
+        scores = ", ".join(f"{s:.2f}" for s in result.scores[:, self.session.shown_candidate()])
         warn = "<b style='color:#e8a33d'>UNTRAINED SAM.</b> " if result.provenance.untrained else ""
         notes = "".join(f"<br>note: {n}" for n in result.notes)
         self.status.setText(f"{warn}{b} object(s), candidate {self.candidate + 1}/{c}, score {scores} "
@@ -607,37 +447,19 @@ class SegmentWidget(QWidget):
 
     # -- candidate, commit, undo ---------------------------------------------------------------------------------
     def next_candidate(self) -> None:
-        if self.last_result is None:
-            return
-        self.candidate = (self.candidate + 1) % self.last_result.masks.shape[1]
-        self._show_candidate()
+        if self.last_result is not None:
+            self.session.next_candidate()
+            self._show_candidate()
 
     def commit(self) -> list[int]:
         """Add the shown candidate(s) to "VIP annotations" as new objects; clears clicks and the candidate."""
-        result = self.last_result
-        if result is None:
+        if self.last_result is None:
             self._warn("Nothing to commit: draw a box or click first.")
             return []
-        layer = self.image_layer()
-        ann = self.annotations_layer(layer)
-        c = min(self.candidate, result.masks.shape[1] - 1)
-        prov = result.provenance.to_dict()
-        ids = []
-        for b in range(result.masks.shape[0]):
-            prompts = {"boxes_xyxy": [list(result.boxes_xyxy[b])] if len(result.boxes_xyxy) > b else [],
-                       "points_xy": result.points_xy.tolist(), "point_labels": result.point_labels.tolist(),
-                       "candidate": int(c)}
-            source = "sam"
-            text = self.last_text_result
-            if text is not None and text.segment is result:
-                prompts["text"] = text.text
-                prov = dict(prov, steps=text.steps)
-                source = "text"
-            try:
-                ids.append(self.store.commit(result.masks[b, c], getattr(self, "_plane", ()), prompts, prov,
-                                             float(result.scores[b, c]), source))
-            except VipInputError as exc:
-                self._warn(str(exc))
+        ann = self.annotations_layer(self.image_layer())
+        ids = self.session.commit()
+        for note in self.session.notes:
+            self._warn(note)
         self._sync_annotations(ann)
         self.clear()
         if ids:
@@ -645,19 +467,18 @@ class SegmentWidget(QWidget):
         return ids
 
     def _sync_annotations(self, ann) -> None:
-        ann.metadata["vip_annotations"] = [r.to_dict() for r in self.store.records.values()]
-        ann.metadata["vip_annotation_records"] = dict(self.store.records)
+        ann.metadata[RECORDS_METADATA] = self.session.records_metadata()
         ann.refresh()
 
     def undo(self) -> int | None:
         """Take back the last commit; returns its id."""
-        if self.store is None or not self.store.can_undo:
+        undone = self.session.undo()
+        if undone is None:
             self.status.setText("Nothing to undo.")
             return None
-        rec = self.store.undo()
         self._sync_annotations(self.viewer.layers[ANNOTATIONS_LAYER])
-        self.status.setText(f"Undid object {rec.id}.")
-        return rec.id
+        self.status.setText(f"Undid object {undone}.")
+        return undone
 
     def _clear_clicks(self) -> None:
         if CLICKS_LAYER in self.viewer.layers:
@@ -669,8 +490,7 @@ class SegmentWidget(QWidget):
     def clear(self) -> None:
         """Drop the candidate and the clicks (committed annotations and markers stay)."""
         self._clear_clicks()
-        self.last_result = None
-        self.candidate = 0
+        self.session.clear()
         if CURRENT_LAYER in self.viewer.layers:
             cur = self.viewer.layers[CURRENT_LAYER]
             cur.data = np.zeros_like(cur.data)
@@ -678,41 +498,31 @@ class SegmentWidget(QWidget):
     # -- save / load ---------------------------------------------------------------------------------------------
     def save_annotations(self, path) -> tuple[str, str]:
         """Write "VIP annotations" (PNG/TIFF/.npy by extension) and its JSON sidecar."""
-        if self.store is None:
-            raise VipInputError("No annotations yet: commit an object first.")
-        return self.store.save(path)
+        return self.session.save(path)
 
     def load_annotations(self, path, sidecar=None) -> int:
         """Read a label image + sidecar into "VIP annotations"; returns the number of objects."""
         layer = self.image_layer()
-        store = AnnotationStore.load(path, sidecar)
-        shape = self._spatial_shape(layer)
-        if store.shape != shape:
-            raise VipInputError(f"Annotations {str(path)!r} have shape {store.shape}; the image {layer.name!r} "
-                                f"has {shape}.")
-        if ANNOTATIONS_LAYER in self.viewer.layers and self.store is not None and np.any(self.store.labels):
+        before = self.store
+        self.session.load(path, spatial_shape(layer), sidecar)
+        if ANNOTATIONS_LAYER in self.viewer.layers and before is not None and np.any(before.labels):
             self.viewer.layers[ANNOTATIONS_LAYER].name = ANNOTATIONS_LAYER + " (before load)"  # keep it
-        self.store = store
-        ann = self.annotations_layer(layer)
-        self._sync_annotations(ann)
-        return len(store.records)
+        self._sync_annotations(self.annotations_layer(layer))
+        return len(self.store.records)
 
     def _save_dialog(self) -> None:
-        name, _ = QFileDialog.getSaveFileName(self, "Save annotations", "annotations.tif",
-                                              "Label image (*.tif *.tiff *.png *.npy)")
+        name, _ = QFileDialog.getSaveFileName(self, "Save annotations", "annotations.tif", LABEL_FILES)
         if name:
-            try:
-                paths = self.save_annotations(name)
-                self.status.setText(f"Saved {paths[0]} and {paths[1]}.")
-            except VipInputError as exc:
-                self._warn(str(exc))
+            self._report(lambda: "Saved {} and {}.".format(*self.save_annotations(name)))
 
     def _load_dialog(self) -> None:
-        name, _ = QFileDialog.getOpenFileName(self, "Load annotations", "", "Label image (*.tif *.tiff *.png *.npy)")
+        name, _ = QFileDialog.getOpenFileName(self, "Load annotations", "", LABEL_FILES)
         if name:
-            try:
-                n = self.load_annotations(name)
-                self.status.setText(f"Loaded {n} object(s).")
-            except VipInputError as exc:
-                self._warn(str(exc))
+            self._report(lambda: f"Loaded {self.load_annotations(name)} object(s).")
 
+    def _report(self, action) -> None:
+        """Show what ``action()`` returns, or its VipInputError as a warning."""
+        try:
+            self.status.setText(action())
+        except VipInputError as exc:
+            self._warn(str(exc))
