@@ -110,7 +110,7 @@ def run(args) -> int:
 
 
 def _llm_config(args):
-    from ..core.llm_descriptors import LlmConfig
+    from ..models.llm_descriptors import LlmConfig
 
     return LlmConfig.from_env(url=args.llm_url, model=args.llm_model, key_env=args.llm_key_env,
                               timeout_s=args.llm_timeout)

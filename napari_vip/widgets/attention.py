@@ -10,19 +10,31 @@ layer is touched.
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                            QLineEdit, QPushButton, QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout,
-                            QWidget)
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+)
 
 from ..core.errors import VipInputError
 from ..core.prompts import DEFAULT_MODALITY, DEFAULT_TEMPLATE, SUFFIXES, check_classes
 from ..layers import MARKERS_LAYER, markers_from_layer, model_input
 from ..models.attention import METHODS
 from ..worker.attention import AttentionRequest, check_class
+from .dock import VipDock
 from .layer_choice import ImageLayerChooser
 from .model_picker import ModelPicker
 from .status_text import error_html, show_failure, untrained_prefix, warning_html
-from .worker_bridge import bridge_for
 
 LAYER_PREFIX = "VIP attention"
 COLORMAPS = ("inferno", "turbo")
@@ -43,7 +55,7 @@ def diverging_colormap():
                     name="vip_attention_diverging")
 
 
-class AttentionWidget(QWidget):
+class AttentionWidget(VipDock):
     """Dock: pick a class and a method, press Compute; heatmaps appear over the image.
 
     Parameters
@@ -52,11 +64,7 @@ class AttentionWidget(QWidget):
     """
 
     def __init__(self, napari_viewer, parent=None):
-        super().__init__(parent)
-        self.viewer = napari_viewer
-        self.bridge = bridge_for(napari_viewer)
-        self.last_result = None
-        self._job = None
+        super().__init__(napari_viewer, parent)
         self._placement = None
         self._notes: list[str] = []
 
@@ -90,8 +98,6 @@ class AttentionWidget(QWidget):
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.clicked.connect(self.bridge.cancel_all)
         self.cancel_btn.setEnabled(False)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
         self.table = QTableWidget(0, len(TABLE_COLUMNS))
         self.table.setHorizontalHeaderLabels(TABLE_COLUMNS)
         self.table.verticalHeader().setVisible(False)

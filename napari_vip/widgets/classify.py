@@ -15,7 +15,6 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSpinBox,
     QVBoxLayout,
-    QWidget,
 )
 
 from ..core.errors import VipInputError
@@ -32,18 +31,18 @@ from ..layers import (
     sync_arrows_layer,
 )
 from ..worker.classify import ClassifyRequest
+from .dock import VipDock
 from .form_rows import browse_row
 from .layer_choice import ImageLayerChooser
 from .model_picker import ModelPicker
 from .results_view import ProbabilityTable
 from .status_text import error_html, show_failure, untrained_prefix, warning_html
-from .worker_bridge import bridge_for
 
 DEFAULT_CLASSES = {"fundus photograph": "diabetic retinopathy\nglaucoma\nnormal",
                    "chest x-ray": "pneumonia\nnormal"}
 
 
-class ClassifyWidget(QWidget):
+class ClassifyWidget(VipDock):
     """Dock: pick the image, draw markers, type findings, press Classify.
 
     Parameters
@@ -52,11 +51,7 @@ class ClassifyWidget(QWidget):
     """
 
     def __init__(self, napari_viewer, parent=None):
-        super().__init__(parent)
-        self.viewer = napari_viewer
-        self.bridge = bridge_for(napari_viewer)
-        self.last_result = None
-        self._job = None
+        super().__init__(napari_viewer, parent)
         self._hooked_markers = None
 
         self.image_combo = ImageLayerChooser(napari_viewer, follow_active=True)
@@ -99,8 +94,6 @@ class ClassifyWidget(QWidget):
         self.save_btn = QPushButton("Save results…")
         self.save_btn.clicked.connect(lambda: self.save_results())
         self.save_btn.setEnabled(False)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
         self.results = ProbabilityTable()
 
         prompts = QGroupBox("Findings and prompts")

@@ -6,17 +6,30 @@ import math
 
 from qtpy.QtCore import QPointF, Qt
 from qtpy.QtGui import QColor, QPainter, QPen
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
-                            QLabel, QLineEdit, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout,
-                            QWidget)
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..core.errors import VipInputError
 from ..models.training import parse_epoch
 from ..worker.learn import LearnRequest
+from .dock import VipDock
 from .form_rows import browse_row
 from .model_picker import ModelPicker
 from .status_text import show_failure, untrained_prefix, warning_html
-from .worker_bridge import bridge_for
 
 SERIES = {"loss": QColor("#e8a33d"), "acc": QColor("#5cb85c"), "val_loss": QColor("#d9534f"),
           "val_acc": QColor("#5bc0de")}
@@ -75,7 +88,7 @@ class TrainingPlot(QWidget):
         p.end()
 
 
-class LearnWidget(QWidget):
+class LearnWidget(VipDock):
     """Dock: labelled data, model, descriptors, method and epochs; Train runs in the worker process.
 
     Parameters
@@ -84,11 +97,7 @@ class LearnWidget(QWidget):
     """
 
     def __init__(self, napari_viewer, parent=None):
-        super().__init__(parent)
-        self.viewer = napari_viewer
-        self.bridge = bridge_for(napari_viewer)
-        self.last_result = None
-        self._job = None
+        super().__init__(napari_viewer, parent)
 
         self.data = QLineEdit()
         self.data.setPlaceholderText("folder of class folders, or a CSV of path,label[,x0,y0,x1,y1]")
@@ -117,8 +126,6 @@ class LearnWidget(QWidget):
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
         self.cancel_btn.clicked.connect(self.cancel)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
         self.plot = TrainingPlot()
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["method", "accuracy", "balanced acc.", "macro AUROC"])

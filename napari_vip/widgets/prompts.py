@@ -16,25 +16,38 @@ writes the enabled concepts to a library file (by default the user's library).
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox,
-                            QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton, QTableWidget,
-                            QTableWidgetItem, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
 
 from ..core.errors import VipInputError
 from ..core.prompts import MODALITIES
 from ..core.region_concepts import VARIANTS, describe_region
 from ..core.symptoms import descriptors_for, load_library, save_library, user_library_path
 from ..layers import CURRENT_LAYER, MARKERS_LAYER, image_plane, markers_from_layer, model_input
+from .dock import VipDock
 from .form_rows import browse_row
 from .layer_choice import ImageLayerChooser
 from .model_picker import ModelPicker
 from .results_view import ProbabilityTable
 from .status_text import show_failure, untrained_prefix, warning_html
-from .worker_bridge import bridge_for
 
 DEFAULT_FINDINGS = {"fundus photograph": ["diabetic retinopathy", "glaucoma", "normal"],
                     "chest x-ray": ["pneumonia", "normal"]}
@@ -44,7 +57,7 @@ CONCEPT_FLAGS = (Qt.ItemIsEnabled | Qt.ItemIsSelectable | Qt.ItemIsEditable | Qt
                  | Qt.ItemIsDragEnabled)
 
 
-class PromptsWidget(QWidget):
+class PromptsWidget(VipDock):
     """Dock: concept prompts per finding, and classification by concepts.
 
     Attributes
@@ -54,22 +67,15 @@ class PromptsWidget(QWidget):
     """
 
     def __init__(self, napari_viewer, parent=None):
-        super().__init__(parent)
-        from ..core.llm_descriptors import LlmConfig
+        super().__init__(napari_viewer, parent)
+        from ..models.llm_descriptors import LlmConfig
         from ..worker.concepts import CONCEPT_TEMPLATE
 
-        self.viewer = napari_viewer
-        self.bridge = bridge_for(napari_viewer)
         self.concepts: dict[str, list[list]] = {}
         self.last_result = None
         self.last_region = None
         self._current: str | None = None
-        self._llm_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vip-llm")
-        self._llm_future = None
-        self._llm_class = None
-        self._llm_timer = QTimer(self)
-        self._llm_timer.setInterval(100)
-        self._llm_timer.timeout.connect(self._poll_llm)
+        self._llm_job: int | None = None
 
         # -- image and findings
         self.image_combo = ImageLayerChooser(napari_viewer)
@@ -135,8 +141,6 @@ class PromptsWidget(QWidget):
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.clicked.connect(self.bridge.cancel_all)
         self.cancel_btn.setEnabled(False)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
         self.results = ProbabilityTable()
         self.best = QTableWidget(0, 0)
         self.best.setToolTip("Per finding and condition: the concept most similar to the image (cosine similarity)")
@@ -396,7 +400,7 @@ class PromptsWidget(QWidget):
 
     # -- language model ----------------------------------------------------------------------------------------
     def llm_config(self):
-        from ..core.llm_descriptors import LlmConfig
+        from ..models.llm_descriptors import LlmConfig
 
         return LlmConfig(self.llm_url.text().strip(), self.llm_model.text().strip(),
                          self.llm_key_env.text().strip())
@@ -407,48 +411,49 @@ class PromptsWidget(QWidget):
                                        "selected finding (cached in your library).")
 
     def generate_with_llm(self) -> bool:
-        """Ask the language model for the selected finding in a background thread; returns whether it started."""
-        from ..core.llm_descriptors import generate_descriptors
+        """Ask the language model (in the worker) for the selected finding's descriptors; returns whether it
+        started.  The answer is added to the finding's concepts and cached in the user's symptom library."""
+        from ..worker.concepts import DescriptorsRequest
 
         config = self.llm_config()
         why = config.problem()
         name = self.current_class()
         if why is None and name is None:
             why = "Select a finding to describe first."
-        if why is None and self._llm_future is not None:
+        if why is None and self.llm_busy:
             why = "A language model request is already running."
         if why:
             self.status.setText(warning_html(why))
             self.llm_btn.setToolTip(why)
             return False
-        self._llm_class = name
-        self._llm_future = self._llm_pool.submit(generate_descriptors, name, self.modality.currentText(), config)
+        req = DescriptorsRequest(class_name=name, modality=self.modality.currentText(), config=config)
+        self._llm_job = self.bridge.submit(req, "VIP prompts: language model", self._on_llm_done,
+                                           self._on_llm_failed, channel="llm")
         self.llm_btn.setEnabled(False)
         self.llm_btn.setText("Generating…")
         self.status.setText(f"Asking {config.endpoint()} about {name!r}…")
-        self._llm_timer.start()
         return True
 
-    def _poll_llm(self) -> None:
-        fut = self._llm_future
-        if fut is None or not fut.done():
-            return
-        self._llm_timer.stop()
-        self._llm_future = None
+    def _llm_finished(self) -> None:
+        self._llm_job = None
         self.llm_btn.setEnabled(True)
         self.llm_btn.setText("Generate with language model")
-        exc = fut.exception()
-        if exc is not None:
-            self.status.setText(warning_html(str(exc) if isinstance(exc, VipInputError)
-                                      else f"The language model request failed: {exc}"))
-            return
-        n = self.add_concepts(self._llm_class, fut.result())
-        self.status.setText(f"Added {n} concept(s) for {self._llm_class!r} from the language model "
+
+    def _on_llm_done(self, result) -> None:
+        self._llm_finished()
+        n = self.add_concepts(result.class_name, result.descriptors)
+        self.status.setText(f"Added {n} concept(s) for {result.class_name!r} from the language model "
                             "(also saved in your symptom library).")
+
+    def _on_llm_failed(self, failed) -> None:
+        self._llm_finished()
+        if failed.kind != "stale":
+            self.status.setText(warning_html(failed.message if failed.kind == "input"
+                                             else f"The language model request failed: {failed.message}"))
 
     @property
     def llm_busy(self) -> bool:
-        return self._llm_future is not None
+        return self._llm_job is not None
 
     # -- region concepts ---------------------------------------------------------------------------------------
     def image_layer(self, required: bool = True):

@@ -23,22 +23,40 @@ from contextlib import contextmanager
 
 import numpy as np
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                            QPushButton, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+)
 
-from ..core.annotations import AnnotationStore
 from ..core.errors import VipInputError
-from ..layers import (ANNOTATIONS_LAYER, CLICKS_LAYER, CURRENT_LAYER, HEATMAP_LAYER, MARKERS_LAYER, display_window,
-                      ensure_markers_layer, model_input, plane_index, spatial_shape)
+from ..layers import (
+    ANNOTATIONS_LAYER,
+    CLICKS_LAYER,
+    CURRENT_LAYER,
+    HEATMAP_LAYER,
+    MARKERS_LAYER,
+    display_window,
+    ensure_markers_layer,
+    model_input,
+    plane_index,
+    spatial_shape,
+)
 from ..models.embedding_cache import image_signature
 from ..worker.segment import SegmentEmbedRequest, TextSegmentRequest
 from ..worker.segment_session import RECORDS_METADATA, SegmentSession
 from . import segment_layers
+from .dock import VipDock
 from .layer_choice import ImageLayerChooser
 from .sam_picker import SamPicker
-from .status_text import warning_html
 from .visibility import enclosing_dock, in_view
-from .worker_bridge import bridge_for, notify_failure
+from .worker_bridge import notify_failure
 
 LABEL_FILES = "Label image (*.tif *.tiff *.png *.npy)"
 
@@ -52,7 +70,7 @@ def checked_box(text: str) -> QCheckBox:
 __all__ = ["SegmentWidget", "SamPicker", "ANNOTATIONS_LAYER", "CLICKS_LAYER", "CURRENT_LAYER", "HEATMAP_LAYER"]
 
 
-class SegmentWidget(QWidget):
+class SegmentWidget(VipDock):
     """Dock: box (marker) and clicks -> SAM candidate -> commit to "VIP annotations".
 
     Attributes
@@ -64,9 +82,7 @@ class SegmentWidget(QWidget):
     """
 
     def __init__(self, napari_viewer, parent=None):
-        super().__init__(parent)
-        self.viewer = napari_viewer
-        self.bridge = bridge_for(napari_viewer)
+        super().__init__(napari_viewer, parent)
         self.session = SegmentSession()
         self.last_embed = None
         self.last_latency_ms = None
@@ -82,8 +98,6 @@ class SegmentWidget(QWidget):
         self.refine = checked_box("refine from the previous mask when clicking")
         self.auto = checked_box("segment when a box or click changes")
         self.positive = checked_box("next click is positive")
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
         self.embed_status = QLabel("embedding: none yet")
 
         def button(text, slot):
@@ -145,8 +159,8 @@ class SegmentWidget(QWidget):
         self._hooked: "weakref.WeakSet" = weakref.WeakSet()  # layers whose events this dock follows
         self._watched_dock = None
 
-        self.viewer.layers.events.inserted.connect(self._on_layers_changed)
-        self.viewer.layers.events.removed.connect(self._on_layers_changed)
+        self.viewer.layers.events.inserted.connect(self._refresh_images)
+        self.viewer.layers.events.removed.connect(self._refresh_images)
         self.viewer.dims.events.current_step.connect(self._on_slice)
         self.image_combo.currentTextChanged.connect(self._on_image_changed)
         for sig in (self.model.source.currentTextChanged, self.model.arch.currentTextChanged,
@@ -159,22 +173,11 @@ class SegmentWidget(QWidget):
         self._watched_image = None
         self._refresh_images()
 
-    # -- the session's state, read by tests and scripts ---------------------------------------------------------
-    @property
-    def store(self) -> AnnotationStore | None:
-        return self.session.store
-
-    @property
-    def last_result(self):
-        return self.session.result
-
-    @property
-    def last_text_result(self):
-        return self.session.text_result
-
-    @property
-    def candidate(self) -> int:
-        return self.session.candidate
+    # the session's state, read by tests and scripts
+    store = property(lambda self: self.session.store, doc="The session's AnnotationStore (or None).")
+    last_result = property(lambda self: self.session.result, doc="The candidate's SegmentResult (or None).")
+    last_text_result = property(lambda self: self.session.text_result, doc="The TextSegmentResult it came from.")
+    candidate = property(lambda self: self.session.candidate, doc="Which of SAM's candidates is shown.")
 
     # -- layers ------------------------------------------------------------------------------------------------
     def image_layer(self, required: bool = True):
@@ -182,15 +185,12 @@ class SegmentWidget(QWidget):
         return self.image_combo.layer(required)
 
     def _refresh_images(self, event=None) -> None:
+        if self._syncing:  # a layer this dock added
+            return
         current = self.image_combo.currentText()
         self.image_combo.refresh()
         if self.image_combo.currentText() != current or self._watched_image is None:
             self._on_image_changed()
-
-    def _on_layers_changed(self, event=None) -> None:
-        if self._syncing:
-            return
-        self._refresh_images(event)
 
     def _on_image_changed(self, *_) -> None:
         layer = self.image_layer(required=False)
@@ -212,17 +212,18 @@ class SegmentWidget(QWidget):
         self._contrast_timer.start()  # debounced, so a model chosen right after opening is the one used
 
     def markers_layer(self):
-        layer = ensure_markers_layer(self.viewer, self.image_layer(required=False))
-        if layer not in self._hooked:
-            layer.events.data.connect(self._on_markers_changed)
-            self._hooked.add(layer)
-        return layer
+        return self._follow(ensure_markers_layer(self.viewer, self.image_layer(required=False)),
+                            self._on_markers_changed)
 
     def clicks_layer(self):
         with self._quiet():
-            layer = segment_layers.clicks_layer(self.viewer, self.image_layer(required=False))
+            return self._follow(segment_layers.clicks_layer(self.viewer, self.image_layer(required=False)),
+                                self._on_clicks_changed)
+
+    def _follow(self, layer, handler):
+        """``layer``, its data events connected to ``handler`` once."""
         if layer not in self._hooked:
-            layer.events.data.connect(self._on_clicks_changed)
+            layer.events.data.connect(handler)
             self._hooked.add(layer)
         return layer
 
@@ -322,8 +323,7 @@ class SegmentWidget(QWidget):
 
     # -- prompts -------------------------------------------------------------------------------------------------
     def _on_markers_changed(self, event=None) -> None:
-        action = getattr(event, "action", None)
-        action = str(getattr(action, "value", action)) if action is not None else None
+        action = segment_layers.data_action(event)
         if action not in (None, "added", "changed"):
             return
         layer = self.viewer.layers[MARKERS_LAYER] if MARKERS_LAYER in self.viewer.layers else None
@@ -341,8 +341,7 @@ class SegmentWidget(QWidget):
             self.segment()
 
     def _on_clicks_changed(self, event=None) -> None:
-        action = getattr(event, "action", None)
-        action = str(getattr(action, "value", action)) if action is not None else None
+        action = segment_layers.data_action(event)
         if action not in (None, "added", "changed", "removed"):
             return
         layer = self.viewer.layers[CLICKS_LAYER]
@@ -437,13 +436,6 @@ class SegmentWidget(QWidget):
         if failed.kind != "stale":
             self._warn(failed.message, notify=False)
         notify_failure(failed)
-
-    def _warn(self, message: str, notify: bool = True) -> None:
-        self.status.setText(warning_html(message))
-        if notify:
-            from napari.utils.notifications import show_warning
-
-            show_warning(message)
 
     # -- candidate, commit, undo ---------------------------------------------------------------------------------
     def next_candidate(self) -> None:

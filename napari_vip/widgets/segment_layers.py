@@ -9,12 +9,25 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.coords import box_xyxy_from_vertices_rc, rc_to_xy
-from ..layers import (ANNOTATIONS_LAYER, CLICKS_LAYER, CURRENT_LAYER, HEATMAP_LAYER, MARKERS_LAYER, _to_image_rc,
-                      spatial_shape)
+from ..layers import (
+    ANNOTATIONS_LAYER,
+    CLICKS_LAYER,
+    CURRENT_LAYER,
+    HEATMAP_LAYER,
+    MARKERS_LAYER,
+    _to_image_rc,
+    spatial_shape,
+)
 from ..worker.segment_session import RECORDS_METADATA
 
 POSITIVE_COLOR = (0.1, 0.85, 0.2, 1.0)
 NEGATIVE_COLOR = (0.95, 0.15, 0.15, 1.0)
+
+
+def data_action(event) -> str | None:
+    """A layer data event's action as text (``added``, ``changed``, ``removed``...), None when it has none."""
+    action = getattr(event, "action", None)
+    return str(getattr(action, "value", action)) if action is not None else None
 
 
 def plane_geometry(layer) -> dict:

@@ -243,7 +243,7 @@ def region_concepts(engine, req: RegionConceptsRequest, progress) -> RegionConce
 class DescriptorsRequest:
     """Ask a language model for ``n`` visual descriptors of ``class_name`` on ``modality``; blocking I/O.
 
-    ``config`` is a :class:`napari_vip.core.llm_descriptors.LlmConfig`; ``cache`` merges the answer
+    ``config`` is a :class:`napari_vip.models.llm_descriptors.LlmConfig`; ``cache`` merges the answer
     into the user's symptom library.
     """
 
@@ -267,7 +267,7 @@ class DescriptorsResult:
 
 @handles(DescriptorsRequest)
 def descriptors(engine, req: DescriptorsRequest, progress) -> DescriptorsResult:
-    from ..core.llm_descriptors import generate_descriptors
+    from ..models.llm_descriptors import generate_descriptors
 
     progress(0, 1, f"asking {req.config.endpoint()}")
     got = generate_descriptors(req.class_name, req.modality, req.config, req.n, req.cache)

@@ -17,7 +17,8 @@ The answer is parsed (a JSON list of strings, or one descriptor per line with bu
 cleaned, deduplicated and, by default, merged into the user's symptom library
 (:func:`napari_vip.core.symptoms.add_to_user_library`), which is the cache the "fill from symptom
 library" button reads.  Everything here is blocking standard-library code (urllib) without Qt: the
-dock runs it in a plain thread, the CLI directly.
+dock sends a :class:`~napari_vip.worker.concepts.DescriptorsRequest` to the worker like every other job,
+the CLI calls it directly.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from .errors import VipInputError
-from .symptoms import clean_descriptor
+from ..core.errors import VipInputError
+from ..core.symptoms import clean_descriptor
 
 URL_ENV = "NAPARI_VIP_LLM_URL"
 MODEL_ENV = "NAPARI_VIP_LLM_MODEL"
@@ -202,7 +203,7 @@ def generate_descriptors(class_name: str, modality: str, config: LlmConfig, n: i
     (``library_path`` overrides the file).  Returns the new descriptors."""
     descriptors = request_descriptors(class_name, modality, config, n)
     if cache:
-        from .symptoms import add_to_user_library
+        from ..core.symptoms import add_to_user_library
 
         add_to_user_library(class_name.strip(), descriptors, library_path)
     return descriptors
