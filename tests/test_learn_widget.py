@@ -51,12 +51,16 @@ def test_learn_dock_trains_and_saves(make_viewer, qtbot, tmp_path, tiny_clip_che
     w.bridge.shutdown()
 
 
-def test_plot_reads_epoch_lines(make_viewer):
+def test_plot_reads_epoch_records(make_viewer):
+    from napari_vip.models.training import EpochRecord, epoch_data
     from napari_vip.widgets.learn import LearnWidget
+    from napari_vip.worker.protocol import Progress
 
     w = LearnWidget(make_viewer())
-    w.on_progress_text("vip epoch 2/5 loss 0.5000 acc 0.7500 val_loss 0.6000 val_acc 0.7000")
-    w.on_progress_text("vip epoch 3/5: batch 1/4")  # not an epoch summary
+    record = epoch_data("vip", EpochRecord(2, 0.001, 0.5, 0.75, val_loss=0.6, val_accuracy=0.7), 5)
+    w.on_progress(Progress(1, 2, 5, "vip epoch 2/5 loss 0.5000 acc 0.7500 val_loss 0.6000 val_acc 0.7000",
+                           {"epoch": record}))
+    w.on_progress(Progress(1, 2, 5, "vip epoch 3/5 loss 0.1 acc 0.9"))  # text alone is not parsed
     assert w.plot.points[("vip", "val_acc")] == [(2, 0.7)]
     assert w.plot.epochs == 5
     w.plot.repaint()

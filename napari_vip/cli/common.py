@@ -184,7 +184,7 @@ def _json_default(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def stderr_progress(done: int, total: int, text: str = "") -> None:
+def stderr_progress(done: int, total: int, text: str = "", data: dict | None = None) -> None:
     """Progress lines on stderr (stdout stays clean for ``--json``)."""
     if text:
         sys.stderr.write(f"[{done}/{total}] {text}\n" if total else f"... {text}\n")

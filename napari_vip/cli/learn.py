@@ -69,7 +69,7 @@ def run(args) -> int:
     return 0
 
 
-def _epoch_lines(done: int, total: int, text: str = "") -> None:
+def _epoch_lines(done: int, total: int, text: str = "", data: dict | None = None) -> None:
     """Progress on stderr: every epoch summary and the other steps, but not each batch."""
     if ": batch " in text:
         return

@@ -223,9 +223,12 @@ def build_learner(clip, classes, descriptors, config: TrainConfig):
                          clip.logit_scale(), config.init_std)
 
 
-def _emit(progress, done, total, text):
+def _emit(progress, done, total, text, data=None):
     if progress is not None:
-        progress(done, total, text)
+        if data is None:
+            progress(done, total, text)
+        else:
+            progress(done, total, text, data)
 
 
 def train_prompts(clip, data, descriptors, config: TrainConfig, train_idx, val_idx=None, progress=None,
@@ -317,7 +320,8 @@ def train_prompts(clip, data, descriptors, config: TrainConfig, train_idx, val_i
         history.append(rec)
         if on_epoch is not None:
             on_epoch(rec)
-        _emit(progress, step_offset + epoch + 1, total, format_epoch(config.method, rec, config.epochs))
+        _emit(progress, step_offset + epoch + 1, total, format_epoch(config.method, rec, config.epochs),
+              {"epoch": epoch_data(config.method, rec, config.epochs)})
     learner.load_trainable_state(best_state)
     learner.eval()
     return TrainOutcome(learner, history, best_epoch, time.perf_counter() - t_start)
@@ -337,25 +341,20 @@ def _epoch_order(gen, n: int, steps: int, batch_size: int) -> list[np.ndarray]:
 
 
 def format_epoch(method: str, rec: EpochRecord, epochs: int) -> str:
-    """``"vip epoch 3/10 loss 0.512 acc 0.750 val_loss 0.600 val_acc 0.700"`` (parsed by :func:`parse_epoch`)."""
+    """``"vip epoch 3/10 loss 0.512 acc 0.750 val_loss 0.600 val_acc 0.700"``: the progress text of an epoch."""
     text = f"{method} epoch {rec.epoch}/{epochs} loss {rec.train_loss:.4f} acc {rec.train_accuracy:.4f}"
     if rec.val_loss is not None:
         text += f" val_loss {rec.val_loss:.4f} val_acc {rec.val_accuracy:.4f}"
     return text
 
 
-def parse_epoch(text: str) -> dict | None:
-    """The numbers of a :func:`format_epoch` line, or ``None`` for other progress texts."""
-    parts = text.split()
-    if len(parts) < 7 or parts[1] != "epoch" or parts[3] != "loss" or "/" not in parts[2]:
-        return None
-    try:
-        epoch, epochs = (int(v) for v in parts[2].split("/"))
-        out = {"method": parts[0], "epoch": epoch, "epochs": epochs}
-        for name, value in zip(parts[3::2], parts[4::2]):
-            out[name] = float(value)
-    except ValueError:
-        return None
+def epoch_data(method: str, rec: EpochRecord, epochs: int) -> dict:
+    """An epoch's numbers for a live plot (the ``"epoch"`` data of its progress message):
+    ``method``, ``epoch``, ``epochs``, ``loss``, ``acc`` and, with a validation split, ``val_loss``, ``val_acc``."""
+    out = {"method": method, "epoch": int(rec.epoch), "epochs": int(epochs), "loss": float(rec.train_loss),
+           "acc": float(rec.train_accuracy)}
+    if rec.val_loss is not None:
+        out.update(val_loss=float(rec.val_loss), val_acc=float(rec.val_accuracy))
     return out
 
 

@@ -24,7 +24,6 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.errors import VipInputError
-from ..models.training import parse_epoch
 from ..worker.learn import LearnRequest
 from .dock import VipDock
 from .form_rows import browse_row
@@ -49,7 +48,7 @@ class TrainingPlot(QWidget):
         self.update()
 
     def add(self, record: dict) -> None:
-        """``record`` from :func:`~napari_vip.models.training.parse_epoch`."""
+        """``record``: an epoch's numbers (:func:`~napari_vip.models.training.epoch_data`)."""
         self.epochs = max(self.epochs, int(record["epochs"]))
         for name in SERIES:
             if name in record:
@@ -197,7 +196,7 @@ class LearnWidget(VipDock):
         self.table.setRowCount(0)
         self.status.setText("Training…")
         self._job = self.bridge.submit(req, "VIP learn", self._on_result, self._on_error, channel="learn",
-                                       on_progress=lambda msg: self.on_progress_text(msg.text))
+                                       on_progress=self.on_progress)
         self.cancel_btn.setEnabled(True)
         return self._job
 
@@ -205,11 +204,12 @@ class LearnWidget(VipDock):
         if self._job is not None:
             self.bridge.cancel(self._job)
 
-    def on_progress_text(self, text: str) -> None:
-        record = parse_epoch(text or "")
+    def on_progress(self, msg) -> None:
+        """A progress message: an epoch's record (its ``data["epoch"]``) goes to the plot."""
+        record = (msg.data or {}).get("epoch")
         if record is not None:
             self.plot.add(record)
-            self.status.setText(text)
+            self.status.setText(msg.text)
 
     def _on_result(self, result) -> None:
         self._job = None

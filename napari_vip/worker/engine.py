@@ -36,21 +36,24 @@ def handles(request_type: type):
 
 
 class ProgressReporter:
-    """What a handler calls between steps: ``report(done, total, text)``.
+    """What a handler calls between steps: ``report(done, total, text, data=None)``.
 
     Reporting is also where cancellation is noticed: ``should_stop()`` returning True raises
     :class:`Cancelled`, so every job is cancellable at its progress steps.
     """
 
-    def __init__(self, emit: Callable[[int, int, str], None] | None = None,
+    def __init__(self, emit: Callable[..., None] | None = None,
                  should_stop: Callable[[], bool] | None = None):
-        self._emit = emit or (lambda done, total, text: None)
+        self._emit = emit or (lambda done, total, text, data=None: None)
         self._should_stop = should_stop or (lambda: False)
 
-    def __call__(self, done: int, total: int, text: str = "") -> None:
+    def __call__(self, done: int, total: int, text: str = "", data: dict | None = None) -> None:
         if self._should_stop():
             raise Cancelled()
-        self._emit(done, total, text)
+        if data is None:
+            self._emit(done, total, text)
+        else:
+            self._emit(done, total, text, data)
 
 
 class Engine:

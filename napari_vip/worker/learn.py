@@ -1,9 +1,9 @@
 """Prompt learning (ViP, CoOp) as a worker job, and class scores from a learned-prompts file.
 
 :class:`LearnRequest` trains on labelled images and saves the learned prompts; progress is reported
-once per batch (for cancellation) and once per epoch with a line that :func:`parse_epoch` turns back
-into numbers (``method``, ``epoch``, ``loss``, ``acc``, ``val_loss``, ``val_acc``), so a GUI can plot
-training live from the ordinary progress messages.
+once per batch (for cancellation) and once per epoch with the epoch's record as the message's data
+(``data["epoch"]``: ``method``, ``epoch``, ``epochs``, ``loss``, ``acc``, ``val_loss``, ``val_acc``), so a GUI
+plots training live from the ordinary progress messages.
 
 :func:`learned_class_features` is what classification uses when a request names a prompts file.
 """
@@ -16,7 +16,7 @@ from .. import __version__
 from ..core.errors import VipInputError
 from ..core.recipes import recipe_provenance
 from ..models.spec import ModelSpec
-from ..models.training import METHOD_NAMES, parse_epoch  # noqa: F401  (parse_epoch: re-exported for GUIs)
+from ..models.training import METHOD_NAMES
 from .engine import handles
 from .protocol import Provenance
 

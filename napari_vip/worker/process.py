@@ -79,8 +79,8 @@ def serve(inbox_q, outbox_q) -> None:
             inbox.drain()
             return job.id in inbox.cancelled or inbox.overtaken(job)
 
-        def emit(done, total, text, job=job):
-            outbox_q.put(Progress(job.id, int(done), int(total), str(text)))
+        def emit(done, total, text, data=None, job=job):
+            outbox_q.put(Progress(job.id, int(done), int(total), str(text), data))
 
         try:
             result = engine.run(job.request, ProgressReporter(emit, should_stop))

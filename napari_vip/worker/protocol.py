@@ -28,12 +28,14 @@ class Cancel:
 
 @dataclass
 class Progress:
-    """``done`` of ``total`` steps (``total=0``: unknown), with a short description."""
+    """``done`` of ``total`` steps (``total=0``: unknown), with a short description and, optionally, data
+    for the GUI (plain JSON-ready values, e.g. ``{"epoch": {...}}`` for a training epoch's record)."""
 
     job_id: int
     done: int
     total: int
     text: str = ""
+    data: dict | None = None
 
 
 @dataclass
