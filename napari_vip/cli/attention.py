@@ -53,13 +53,13 @@ def run(args) -> int:
     classes = args.classes or [args.class_name]
     check_class(args.class_name, classes)
     image = model_image(args)
-    markers, notes = markers_from_args(args, image)
+    markers = markers_from_args(args)
     req = AttentionRequest(image_rgb=image.rgb, markers=markers, class_name=args.class_name, classes=classes,
                            method=args.method, model=model_spec_from_args(args), template=args.template,
                            modality=args.modality, marker_text=marker_suffixes(args),
-                           include_baseline=not args.no_baseline, device=args.device, recipe=recipe_of(args))
+                           include_baseline=not args.no_baseline, device=args.device, notes=list(image.notes),
+                           recipe=recipe_of(args))
     result = Engine().run(req, ProgressReporter(stderr_progress))
-    result.notes[:0] = notes
     d = result.to_dict()
     d["image"] = image_block(args, image)
     if args.out:

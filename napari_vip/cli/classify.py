@@ -53,15 +53,14 @@ def run(args) -> int:
 
         return run_classify_with_concepts(args)
     image = model_image(args)
-    markers, notes = markers_from_args(args, image)
+    markers = markers_from_args(args)
     req = ClassifyRequest(image_rgb=image.rgb, markers=markers, classes=args.classes, model=model_spec_from_args(args),
                           template=args.template, modality=args.modality, marker_text=marker_suffixes(args),
-                          include_baseline=not args.no_baseline, device=args.device,
+                          include_baseline=not args.no_baseline, device=args.device, notes=list(image.notes),
                           prompts_path=getattr(args, "prompts", None), recipe=recipe_of(args))
     if args.save_rendered:
         save_rendered(args.save_rendered, image.rgb, markers, recipe_of(args))
     result = Engine().run(req, ProgressReporter(stderr_progress))
-    result.notes[:0] = notes
     d = result.to_dict()
     d["image"] = image_block(args, image)
     lines = untrained_warning(result.provenance.untrained)

@@ -66,26 +66,12 @@ def add_marker_args(p) -> None:
                         f"default {CLI_RECIPE}, or displayed with --prompts (learned prompts see images as stored)")
 
 
-def markers_from_args(args, image) -> tuple[list, list[str]]:
-    """The markers of ``args.box`` clipped to the image, and the notes (the image's, then one per clipped box).
+def markers_from_args(args) -> list:
+    """The markers of ``args.box`` (``(x0, y0, x1, y1)`` pixels), ``args.marker``, ``args.color`` and
+    ``args.line_width``, as drawn: the request's handler clips them to the image and notes what it clipped."""
+    from ..core.markers import Marker
 
-    Parameters
-    ----------
-    args : argparse.Namespace
-        With ``box`` (list of (x0, y0, x1, y1) in pixels), ``marker``, ``color`` and ``line_width``.
-    image : napari_vip.core.image.ModelImage
-        Its ``rgb`` (H, W, 3) gives the bounds.
-
-    Returns
-    -------
-    markers : list of napari_vip.core.markers.Marker
-    notes : list of str
-    """
-    from ..core.markers import Marker, clip_markers
-
-    drawn = [Marker(tuple(box), args.marker, args.color, args.line_width) for box in args.box]
-    markers, clip_notes = clip_markers(drawn, image.rgb.shape[:2])
-    return markers, list(image.notes) + clip_notes
+    return [Marker(tuple(box), args.marker, args.color, args.line_width) for box in args.box]
 
 
 def marker_suffixes(args) -> tuple[str, ...]:

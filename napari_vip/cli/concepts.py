@@ -179,17 +179,16 @@ def run_classify_with_concepts(args) -> int:
     from ..worker.engine import Engine, ProgressReporter
 
     image = model_image(args)
-    markers, notes = markers_from_args(args, image)
+    markers = markers_from_args(args)
     concepts = library_concepts(args.classes, args.concepts, args.modality)
     template = getattr(args, "concept_template", None) or CONCEPT_TEMPLATE
     req = ConceptClassifyRequest(image_rgb=image.rgb, markers=markers, concepts=concepts,
                                  model=model_spec_from_args(args), template=template, modality=args.modality,
                                  marker_text=marker_suffixes(args), include_baseline=not args.no_baseline,
-                                 device=args.device, recipe=recipe_of(args))
+                                 device=args.device, recipe=recipe_of(args), notes=list(image.notes))
     if getattr(args, "save_rendered", None):
         save_rendered(args.save_rendered, image.rgb, markers, recipe_of(args))
     result = Engine().run(req, ProgressReporter(stderr_progress))
-    result.notes[:0] = notes
     d = result.to_dict()
     d["image"] = image_block(args, image)
     d["library"] = str(args.concepts)

@@ -66,7 +66,6 @@ class AttentionWidget(VipDock):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(napari_viewer, parent)
         self._placement = None
-        self._notes: list[str] = []
 
         self.image_combo = ImageLayerChooser(napari_viewer)
         self.follow = QCheckBox("use the VIP classify dock's findings, prompts and model")
@@ -206,8 +205,6 @@ class AttentionWidget(VipDock):
     # -- requests ----------------------------------------------------------------------------------------------
     def build_request(self) -> AttentionRequest:
         """Read the dock and layers into a request; raises VipInputError for bad input."""
-        from ..core.markers import clip_markers
-
         dock = self._following()
         if dock is not None:
             self.refresh_classes(fill_combo=False)
@@ -220,8 +217,6 @@ class AttentionWidget(VipDock):
         markers = []
         if MARKERS_LAYER in self.viewer.layers:
             markers = markers_from_layer(self.viewer.layers[MARKERS_LAYER], layer, line_width, default_color=color)
-        clipped, clip_notes = clip_markers(markers, image.rgb.shape[:2])
-        notes = list(image.notes) + clip_notes
         if dock is not None:
             spec, device = dock.model.spec(), dock.model.device_name()
             template, modality = dock.template.text(), dock.modality.currentText()
@@ -229,10 +224,11 @@ class AttentionWidget(VipDock):
         else:
             spec, device = self.model.spec(), self.model.device_name()
             template, modality, marker_text = DEFAULT_TEMPLATE, DEFAULT_MODALITY, tuple(SUFFIXES)
-        self._notes = notes
         self._placement = (tuple(float(v) for v in layer.scale[-2:]), tuple(float(v) for v in layer.translate[-2:]))
-        return AttentionRequest(image.rgb, clipped, class_name, classes, self.method.currentText(), spec, template,
-                                modality, marker_text, True, device)
+        return AttentionRequest(image_rgb=image.rgb, markers=markers, class_name=class_name, classes=classes,
+                                method=self.method.currentText(), model=spec, template=template, modality=modality,
+                                marker_text=marker_text, include_baseline=True, device=device,
+                                notes=list(image.notes))
 
     def compute(self) -> int | None:
         """Send an attention request (the newest replaces a running one); returns the job id."""
@@ -255,7 +251,6 @@ class AttentionWidget(VipDock):
     # -- results -----------------------------------------------------------------------------------------------
     def show_result(self, result) -> None:
         """Write heatmap layers (replacing this dock's previous ones) and the focus table."""
-        result.notes[:0] = self._notes
         self.last_result = result
         scale, translate = self._placement or ((1.0, 1.0), (0.0, 0.0))
         wanted: dict[str, tuple[np.ndarray, dict]] = {}

@@ -18,7 +18,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.errors import VipInputError
-from ..core.markers import COLORS, STYLES, clip_markers, render_marker
+from ..core.markers import COLORS, STYLES, render_marker
 from ..core.prompts import DEFAULT_TEMPLATE, MODALITIES, SUFFIXES, check_classes, check_template
 from ..io.windows import WINDOW_PRESETS
 from ..layers import (
@@ -220,12 +220,11 @@ class ClassifyWidget(VipDock):
         classes = lines if prompts_path else check_classes(lines)  # learned prompts bring their classes
         template = self.template.text()
         check_template(template)
-        clipped_markers, clip_notes = clip_markers(markers, image.rgb.shape[:2])
-        self._notes = list(image.notes) + clip_notes
-        return ClassifyRequest(image.rgb, clipped_markers, classes, self.model.spec(), template,
-                               self.modality.currentText(),
-                               tuple(s for s, b in self.suffix_boxes.items() if b.isChecked()),
-                               True, self.model.device_name(), prompts_path)
+        return ClassifyRequest(image_rgb=image.rgb, markers=markers, classes=classes, model=self.model.spec(),
+                               template=template, modality=self.modality.currentText(),
+                               marker_text=tuple(s for s, b in self.suffix_boxes.items() if b.isChecked()),
+                               include_baseline=True, device=self.model.device_name(), prompts_path=prompts_path,
+                               notes=list(image.notes))
 
     def classify(self) -> int | None:
         """Send a classify request (the newest replaces a running one); returns the job id."""
@@ -249,7 +248,6 @@ class ClassifyWidget(VipDock):
             self.prompts_file.setText(name)
 
     def _on_result(self, result) -> None:
-        result.notes[:0] = getattr(self, "_notes", [])
         self.last_result = result
         self.results.show_result(result)
         self.save_btn.setEnabled(True)

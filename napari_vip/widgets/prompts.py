@@ -510,7 +510,6 @@ class PromptsWidget(VipDock):
 
     # -- classification ----------------------------------------------------------------------------------------
     def build_request(self):
-        from ..core.markers import clip_markers
         from ..core.prompts import SUFFIXES
         from ..worker.concepts import ConceptClassifyRequest, check_concept_template, check_concepts
 
@@ -522,12 +521,12 @@ class PromptsWidget(VipDock):
         drawn = []
         if MARKERS_LAYER in self.viewer.layers:
             drawn = markers_from_layer(self.viewer.layers[MARKERS_LAYER], layer)
-        markers, clip_notes = clip_markers(drawn, image.rgb.shape[:2])
-        self._notes = list(image.notes) + clip_notes
-        return ConceptClassifyRequest(image.rgb, markers, concepts, self.model.spec(), template,
-                                      self.modality.currentText(),
-                                      tuple(SUFFIXES) if self.marker_text.isChecked() else (), True,
-                                      self.model.device_name())
+        return ConceptClassifyRequest(image_rgb=image.rgb, markers=drawn, concepts=concepts,
+                                      model=self.model.spec(), template=template,
+                                      modality=self.modality.currentText(),
+                                      marker_text=tuple(SUFFIXES) if self.marker_text.isChecked() else (),
+                                      include_baseline=True, device=self.model.device_name(),
+                                      notes=list(image.notes))
 
     def classify(self) -> int | None:
         """Send a concept zero-shot request (newest wins); returns the job id."""
@@ -540,7 +539,6 @@ class PromptsWidget(VipDock):
         return self.bridge.submit(req, "VIP concepts", self._on_result, self._on_error, channel="concepts")
 
     def _on_result(self, result) -> None:
-        result.notes[:0] = getattr(self, "_notes", [])
         self.last_result = result
         self.results.show_result(result)
         conds = result.conditions

@@ -27,7 +27,7 @@ from ..core.prompts import DEFAULT_MODALITY, DEFAULT_TEMPLATE, SUFFIXES, build_p
 from ..core.coords import clip_box_xyxy
 from ..models.attention import METHODS
 from ..models.spec import ModelSpec
-from .classify import condition_suffix, marker_conditions, rendered_images
+from .classify import condition_suffix, marker_conditions, rendered_images, with_clipped_markers
 from .engine import handles
 from .protocol import Provenance
 
@@ -52,7 +52,7 @@ class AttentionRequest:
         Prompt settings, as in :class:`~napari_vip.worker.classify.ClassifyRequest`.
     include_baseline : bool
         Also compute the map without a marker (condition ``none``).
-    recipe : str
+    recipe, notes
         As in :class:`~napari_vip.worker.classify.ClassifyRequest`.
     """
 
@@ -68,6 +68,7 @@ class AttentionRequest:
     include_baseline: bool = True
     device: str = "auto"
     recipe: str = GUI_RECIPE
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -176,6 +177,7 @@ def check_class(class_name: str, classes) -> tuple[str, list[str]]:
 
 @handles(AttentionRequest)
 def attention(engine, req: AttentionRequest, progress) -> AttentionResult:
+    req, notes = with_clipped_markers(req)
     import torch
 
     from ..models.attention import check_method, compute_map
@@ -196,7 +198,6 @@ def attention(engine, req: AttentionRequest, progress) -> AttentionResult:
     images = rendered_images(req, conditions, progress)
     ci = classes.index(class_name)
     results: list[AttentionCondition] = []
-    notes: list[str] = []
     for k, ((name, marker), rendered) in enumerate(zip(conditions, images)):
         prompts = [build_prompt(c, condition_suffix(req, marker), req.template, req.modality) for c in classes]
         cond_notes: list[str] = []

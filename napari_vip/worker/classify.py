@@ -36,6 +36,9 @@ class ClassifyRequest:
     recipe : str
         How ``image_rgb`` was made and markers are drawn (:mod:`napari_vip.core.recipes`): ``image_rgb`` is
         :func:`~napari_vip.core.recipes.model_rgb` of the stored plane under this recipe.
+    notes : list of str
+        What the front-end noticed about the image (non-finite pixels, the plane of a stack); the result's notes
+        start with them, then one per marker clipped to the image.
     """
 
     image_rgb: np.ndarray
@@ -50,6 +53,7 @@ class ClassifyRequest:
     #: A learned-prompts file (``napari-vip learn``): class scores come from it instead of zero-shot prompts.
     prompts_path: str | None = None
     recipe: str = GUI_RECIPE
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -78,6 +82,18 @@ class ClassifyResult:
         return {"classes": list(self.classes), "conditions": [c.to_dict(self.classes) for c in self.conditions],
                 "provenance": self.provenance.to_dict(), "untrained": self.provenance.untrained,
                 "notes": list(self.notes)}
+
+
+def with_clipped_markers(req):
+    """``(request, notes)``: ``req`` with its markers clipped to its image, and the notes its result starts with
+    (the request's own, then one per clipped marker).  Raises VipInputError for a marker of zero area or wholly
+    outside the image.  Every request with markers goes through here once, in its handler."""
+    from dataclasses import replace
+
+    from ..core.markers import clip_markers
+
+    markers, clip_notes = clip_markers(req.markers, np.asarray(req.image_rgb).shape[:2])
+    return replace(req, markers=markers), list(req.notes) + clip_notes
 
 
 def condition_name(index: int, marker: Marker) -> str:
@@ -152,10 +168,13 @@ def embedded_conditions(engine, req, progress):
 
 @handles(ClassifyRequest)
 def classify(engine, req: ClassifyRequest, progress) -> ClassifyResult:
+    req, notes = with_clipped_markers(req)
     if req.prompts_path:
         from .learn import classify_with_prompts
 
-        return classify_with_prompts(engine, req, progress)
+        result = classify_with_prompts(engine, req, progress)
+        result.notes[:0] = notes
+        return result
     classes = check_classes(req.classes)
     clip, conditions, img, total = embedded_conditions(engine, req, progress)
     results = []
@@ -167,4 +186,4 @@ def classify(engine, req: ClassifyRequest, progress) -> ClassifyResult:
     prov = Provenance(__version__, **clip.provenance(), extra={"template": req.template, "modality": req.modality,
                                                                "marker_text": list(req.marker_text),
                                                                **recipe_provenance(req.recipe)})
-    return ClassifyResult(classes, results, prov)
+    return ClassifyResult(classes, results, prov, notes)

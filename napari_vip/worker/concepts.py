@@ -20,7 +20,7 @@ from ..core.markers import Marker
 from ..core.recipes import GUI_RECIPE, recipe_provenance
 from ..core.prompts import DEFAULT_MODALITY, SUFFIXES, check_classes, check_template_fields, with_suffix_field
 from ..models.spec import ModelSpec
-from .classify import condition_suffix, embedded_conditions
+from .classify import condition_suffix, embedded_conditions, with_clipped_markers
 from .engine import handles
 from .protocol import Provenance
 
@@ -79,7 +79,7 @@ class ConceptClassifyRequest:
         Styles whose marker phrase is added to each concept sentence.
     include_baseline : bool
         Also classify the image without a marker (condition ``none``).
-    recipe : str
+    recipe, notes
         As in :class:`~napari_vip.worker.classify.ClassifyRequest`.
     """
 
@@ -93,6 +93,7 @@ class ConceptClassifyRequest:
     include_baseline: bool = True
     device: str = "auto"
     recipe: str = GUI_RECIPE
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -153,6 +154,7 @@ def class_embeddings(clip, class_prompts: dict[str, list[str]]):
 
 @handles(ConceptClassifyRequest)
 def classify_with_concepts(engine, req: ConceptClassifyRequest, progress) -> ConceptClassifyResult:
+    req, notes = with_clipped_markers(req)
     concepts = check_concepts(req.concepts)
     check_concept_template(req.template)
     classes = list(concepts)
@@ -174,7 +176,7 @@ def classify_with_concepts(engine, req: ConceptClassifyRequest, progress) -> Con
                              "modality": req.modality, "marker_text": list(req.marker_text),
                              "concepts": {c: list(v) for c, v in concepts.items()},
                              **recipe_provenance(req.recipe)})
-    return ConceptClassifyResult(classes, results, prov)
+    return ConceptClassifyResult(classes, results, prov, notes)
 
 
 # -- region concepts ------------------------------------------------------------------------------------------

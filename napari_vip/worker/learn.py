@@ -16,7 +16,6 @@ from .. import __version__
 from ..core.errors import VipInputError
 from ..core.recipes import recipe_provenance
 from ..models.spec import ModelSpec
-from ..models.training import METHOD_NAMES
 from .engine import handles
 from .protocol import Provenance
 
