@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from qtpy.QtWidgets import QLabel, QWidget
 
 from .status_text import warning_html
@@ -31,6 +33,16 @@ class VipDock(QWidget):
         self._job = None
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self._syncing = False
+
+    @contextmanager
+    def _quiet(self):
+        """While inside, ``self._syncing`` is True: layers the dock adds do not trigger its own layer handlers."""
+        self._syncing = True
+        try:
+            yield
+        finally:
+            self._syncing = False
 
     def _warn(self, message: str, notify: bool = True) -> None:
         """Show ``message`` as a warning in the status line (and as a napari notification)."""

@@ -1,4 +1,5 @@
-"""Small form pieces the docks share: a path field with a browse button, the device choice, a warning line."""
+"""Small form pieces the docks share: a path field with a browse button, the device choice, a warning line,
+buttons and rows."""
 
 from __future__ import annotations
 
@@ -45,3 +46,18 @@ def warning_label(html: str) -> QLabel:
     label = QLabel(html)
     label.setWordWrap(True)
     return label
+
+
+def button(text: str, slot) -> QPushButton:
+    """A push button that calls ``slot()`` (no arguments) when clicked."""
+    b = QPushButton(text)
+    b.clicked.connect(lambda *_: slot())
+    return b
+
+
+def hbox(*widgets) -> QHBoxLayout:
+    """A horizontal row of ``widgets``."""
+    row = QHBoxLayout()
+    for w in widgets:
+        row.addWidget(w)
+    return row

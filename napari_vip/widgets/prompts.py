@@ -26,12 +26,10 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
-    QPushButton,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -43,7 +41,8 @@ from ..core.region_concepts import VARIANTS, describe_region
 from ..core.symptoms import descriptors_for, load_library, save_library, user_library_path
 from ..layers import CURRENT_LAYER, MARKERS_LAYER, image_plane, markers_from_layer, model_input
 from .dock import VipDock
-from .form_rows import browse_row
+from .llm_box import LlmBox
+from .form_rows import browse_row, button, hbox
 from .layer_choice import ImageLayerChooser
 from .model_picker import ModelPicker
 from .results_view import ProbabilityTable
@@ -68,14 +67,12 @@ class PromptsWidget(VipDock):
 
     def __init__(self, napari_viewer, parent=None):
         super().__init__(napari_viewer, parent)
-        from ..models.llm_descriptors import LlmConfig
         from ..worker.concepts import CONCEPT_TEMPLATE
 
         self.concepts: dict[str, list[list]] = {}
         self.last_result = None
         self.last_region = None
         self._current: str | None = None
-        self._llm_job: int | None = None
 
         # -- image and findings
         self.image_combo = ImageLayerChooser(napari_viewer)
@@ -87,10 +84,8 @@ class PromptsWidget(VipDock):
         self.new_class = QLineEdit()
         self.new_class.setPlaceholderText("new finding")
         self.new_class.returnPressed.connect(lambda: self.add_class(self.new_class.text()))
-        add_cls = QPushButton("Add")
-        add_cls.clicked.connect(lambda: self.add_class(self.new_class.text()))
-        rm_cls = QPushButton("Remove")
-        rm_cls.clicked.connect(self.remove_class)
+        add_cls = button("Add", lambda: self.add_class(self.new_class.text()))
+        rm_cls = button("Remove", self.remove_class)
 
         # -- concepts of the selected finding
         self.concept_list = QListWidget()
@@ -100,46 +95,31 @@ class PromptsWidget(VipDock):
         self.new_concept = QLineEdit()
         self.new_concept.setPlaceholderText("type a concept, e.g. air bronchogram, and press Enter")
         self.new_concept.returnPressed.connect(self._add_typed)
-        buttons = {}
-        for name, slot in (("Add", self._add_typed), ("Remove", self.remove_selected_concepts),
-                           ("Up", lambda: self.move_selected(-1)), ("Down", lambda: self.move_selected(1))):
-            buttons[name] = QPushButton(name)
-            buttons[name].clicked.connect(slot)
+        concept_buttons = [button("Add", self._add_typed), button("Remove", self.remove_selected_concepts),
+                           button("Up", lambda: self.move_selected(-1)), button("Down", lambda: self.move_selected(1))]
 
         # -- sources
         self.library_path = QLineEdit()
         self.library_path.setPlaceholderText("bundled + yours (or a library .json)")
-        self.fill_btn = QPushButton("Fill from symptom library")
-        self.fill_btn.clicked.connect(self.fill_from_library)
-        self.save_btn = QPushButton("Save library…")
-        self.save_btn.clicked.connect(self._save_dialog)
-        env = LlmConfig.from_env()
-        self.llm_url = QLineEdit(env.url)
-        self.llm_url.setPlaceholderText("http://localhost:8080/v1 (OpenAI-compatible)")
-        self.llm_model = QLineEdit(env.model)
-        self.llm_key_env = QLineEdit(env.key_env)
-        self.llm_btn = QPushButton("Generate with language model")
-        self.llm_btn.clicked.connect(self.generate_with_llm)
-        for w in (self.llm_url, self.llm_model):
-            w.textChanged.connect(self._update_llm_tooltip)
+        self.fill_btn = button("Fill from symptom library", self.fill_from_library)
+        self.save_btn = button("Save library…", self._save_dialog)
+        self.llm = LlmBox(self.bridge, self.status, self.current_class, self.modality_text, self._on_descriptors)
+        self.llm_url, self.llm_model, self.llm_btn = self.llm.url, self.llm.model, self.llm.button
         self.keyword = QLineEdit()
         self.keyword.setPlaceholderText("keyword (default: the selected finding)")
         self.variant = QComboBox()
         for k in VARIANTS:
             self.variant.addItem(VARIANT_LABELS[k], k)
         self.variant.setCurrentIndex(len(VARIANTS) - 1)
-        self.describe_btn = QPushButton("Describe selected marker's region")
-        self.describe_btn.clicked.connect(self.describe_selected_region)
+        self.describe_btn = button("Describe selected marker's region", self.describe_selected_region)
 
         # -- classification
         self.template = QLineEdit(CONCEPT_TEMPLATE)
         self.marker_text = QCheckBox("add the marker phrase ('… indicated by a red circle')")
         self.marker_text.setChecked(True)
         self.model = ModelPicker()
-        self.classify_btn = QPushButton("Classify with concepts")
-        self.classify_btn.clicked.connect(self.classify)
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.clicked.connect(self.bridge.cancel_all)
+        self.classify_btn = button("Classify with concepts", self.classify)
+        self.cancel_btn = button("Cancel", self.bridge.cancel_all)
         self.cancel_btn.setEnabled(False)
         self.results = ProbabilityTable()
         self.best = QTableWidget(0, 0)
@@ -151,32 +131,18 @@ class PromptsWidget(VipDock):
         tf.addRow("image", self.image_combo)
         tf.addRow("modality", self.modality)
         tf.addRow(self.class_list)
-        row = QHBoxLayout()
-        row.addWidget(self.new_class)
-        row.addWidget(add_cls)
-        row.addWidget(rm_cls)
-        tf.addRow(row)
+        tf.addRow(hbox(self.new_class, add_cls, rm_cls))
         self.concepts_box = QGroupBox("Concepts")
         self.concepts_box.setToolTip("Check to use; double-click to edit; drag (or Up/Down) to reorder.")
         self.concept_list.setToolTip("Check to use; double-click to edit; drag (or Up/Down) to reorder.")
         cl = QVBoxLayout(self.concepts_box)
         cl.addWidget(self.concept_list)
-        row = QHBoxLayout()
-        row.addWidget(self.new_concept)
-        for name in ("Add", "Remove", "Up", "Down"):
-            row.addWidget(buttons[name])
-        cl.addLayout(row)
+        cl.addLayout(hbox(self.new_concept, *concept_buttons))
         sources = QGroupBox("Concept sources")
         sf = QFormLayout(sources)
         sf.addRow("library", browse_row(self.library_path, self._browse_library))
-        row = QHBoxLayout()
-        row.addWidget(self.fill_btn)
-        row.addWidget(self.save_btn)
-        sf.addRow(row)
-        sf.addRow("LM URL", self.llm_url)
-        sf.addRow("LM model", self.llm_model)
-        sf.addRow("key variable", self.llm_key_env)
-        sf.addRow(self.llm_btn)
+        sf.addRow(hbox(self.fill_btn, self.save_btn))
+        sf.addRow(self.llm)
         sf.addRow("keyword", self.keyword)
         sf.addRow("prompt", self.variant)
         sf.addRow(self.describe_btn)
@@ -185,10 +151,7 @@ class PromptsWidget(VipDock):
         cf.addRow("sentence", self.template)
         cf.addRow(self.marker_text)
         cf.addRow(self.model)
-        row = QHBoxLayout()
-        row.addWidget(self.classify_btn)
-        row.addWidget(self.cancel_btn)
-        cf.addRow(row)
+        cf.addRow(hbox(self.classify_btn, self.cancel_btn))
         lay = QVBoxLayout(self)
         for w in (top, self.concepts_box, sources, cls_box):
             lay.addWidget(w)
@@ -209,7 +172,6 @@ class PromptsWidget(VipDock):
         modality = (layer.metadata.get("vip_modality") if layer is not None else None) or "chest x-ray"
         self.modality.setCurrentText(modality)
         self.set_classes(DEFAULT_FINDINGS.get(modality, DEFAULT_FINDINGS["chest x-ray"]))
-        self._update_llm_tooltip()
 
     # -- findings and their concepts ---------------------------------------------------------------------------
     def classes(self) -> list[str]:
@@ -399,61 +361,21 @@ class PromptsWidget(VipDock):
                 self.status.setText(warning_html(str(exc)))
 
     # -- language model ----------------------------------------------------------------------------------------
-    def llm_config(self):
-        from ..models.llm_descriptors import LlmConfig
-
-        return LlmConfig(self.llm_url.text().strip(), self.llm_model.text().strip(),
-                         self.llm_key_env.text().strip())
-
-    def _update_llm_tooltip(self) -> None:
-        why = self.llm_config().problem()
-        self.llm_btn.setToolTip(why or f"Ask {self.llm_config().endpoint()} for visual descriptors of the "
-                                       "selected finding (cached in your library).")
-
     def generate_with_llm(self) -> bool:
-        """Ask the language model (in the worker) for the selected finding's descriptors; returns whether it
-        started.  The answer is added to the finding's concepts and cached in the user's symptom library."""
-        from ..worker.concepts import DescriptorsRequest
-
-        config = self.llm_config()
-        why = config.problem()
-        name = self.current_class()
-        if why is None and name is None:
-            why = "Select a finding to describe first."
-        if why is None and self.llm_busy:
-            why = "A language model request is already running."
-        if why:
-            self.status.setText(warning_html(why))
-            self.llm_btn.setToolTip(why)
-            return False
-        req = DescriptorsRequest(class_name=name, modality=self.modality.currentText(), config=config)
-        self._llm_job = self.bridge.submit(req, "VIP prompts: language model", self._on_llm_done,
-                                           self._on_llm_failed, channel="llm")
-        self.llm_btn.setEnabled(False)
-        self.llm_btn.setText("Generating…")
-        self.status.setText(f"Asking {config.endpoint()} about {name!r}…")
-        return True
-
-    def _llm_finished(self) -> None:
-        self._llm_job = None
-        self.llm_btn.setEnabled(True)
-        self.llm_btn.setText("Generate with language model")
-
-    def _on_llm_done(self, result) -> None:
-        self._llm_finished()
-        n = self.add_concepts(result.class_name, result.descriptors)
-        self.status.setText(f"Added {n} concept(s) for {result.class_name!r} from the language model "
-                            "(also saved in your symptom library).")
-
-    def _on_llm_failed(self, failed) -> None:
-        self._llm_finished()
-        if failed.kind != "stale":
-            self.status.setText(warning_html(failed.message if failed.kind == "input"
-                                             else f"The language model request failed: {failed.message}"))
+        """Ask the language model for the selected finding's descriptors (see :class:`LlmBox`)."""
+        return self.llm.generate()
 
     @property
     def llm_busy(self) -> bool:
-        return self._llm_job is not None
+        return self.llm.busy
+
+    def modality_text(self) -> str:
+        return self.modality.currentText()
+
+    def _on_descriptors(self, name: str, descriptors) -> None:
+        n = self.add_concepts(name, descriptors)
+        self.status.setText(f"Added {n} concept(s) for {name!r} from the language model "
+                            "(also saved in your symptom library).")
 
     # -- region concepts ---------------------------------------------------------------------------------------
     def image_layer(self, required: bool = True):
@@ -565,6 +487,3 @@ class PromptsWidget(VipDock):
         item = self.best.item(row, col)
         return item.text() if item is not None else ""
 
-    def closeEvent(self, event):  # pragma: no cover - GUI teardown
-        self._llm_pool.shutdown(wait=False)
-        super().closeEvent(event)

@@ -1,25 +1,17 @@
 """The "VIP segment" dock: SAM/MedSAM masks from boxes (markers) and clicks, committed as annotations.
 
-Layers it uses (made over the image when missing):
-
-- "VIP markers" (Shapes): drag a rectangle or ellipse; its bounding box is the SAM box.  A new or moved
-  shape segments at once; "Segment all markers" decodes every marker as one batch.
-- "VIP clicks" (Points): positive (green) / negative (red) clicks refine the current object.
-- "VIP current mask" (Labels, contour): the candidate; cycle SAM's candidates with "Next candidate" (Shift-N).
-- "VIP annotations" (Labels, the image's full shape): committed objects, a new id each (Shift-C commits,
-  Shift-U undoes the last commit, Shift-X clears the candidate and clicks).
-- "VIP text heatmap" (Image): the patch-text similarity map of a typed phrase ("Text → mask"), whose best
-  region gave the box and positive points of the candidate.
-
-Everything model-side runs in the worker (``bridge_for(viewer)``); the embedding of the plane in view is
-requested as soon as the image or slice changes, and again (debounced) when the contrast changes.
+A box on "VIP markers" and clicks on "VIP clicks" give a candidate in "VIP current mask" (Shift-N cycles SAM's
+candidates); Shift-C commits it to "VIP annotations" as a new object, Shift-U undoes, Shift-X clears ("Text →
+mask": a phrase's similarity map in "VIP text heatmap" gives the prompts).  The state lives in a Qt-free
+:class:`~napari_vip.worker.segment_session.SegmentSession`; layers are made by :mod:`.segment_layers`.  Model
+work runs in the worker; the embedding of the plane in view is requested when the image or slice changes, and
+again (debounced) when the contrast changes.
 """
 
 from __future__ import annotations
 
 import time
 import weakref
-from contextlib import contextmanager
 
 import numpy as np
 from qtpy.QtCore import QTimer
@@ -28,10 +20,8 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
-    QPushButton,
     QVBoxLayout,
 )
 
@@ -53,6 +43,7 @@ from ..worker.segment import SegmentEmbedRequest, TextSegmentRequest
 from ..worker.segment_session import RECORDS_METADATA, SegmentSession
 from . import segment_layers
 from .dock import VipDock
+from .form_rows import button, hbox
 from .layer_choice import ImageLayerChooser
 from .sam_picker import SamPicker
 from .visibility import enclosing_dock, in_view
@@ -90,7 +81,6 @@ class SegmentWidget(VipDock):
         self._prompt_time = None
         self._box_index: int | None = None  # which marker is the current box
         self._request_plane: tuple[int, ...] = ()  # the plane of the request in flight
-        self._syncing = False
 
         self.image_combo = ImageLayerChooser(napari_viewer)
         self.model = SamPicker()
@@ -99,11 +89,6 @@ class SegmentWidget(VipDock):
         self.auto = checked_box("segment when a box or click changes")
         self.positive = checked_box("next click is positive")
         self.embed_status = QLabel("embedding: none yet")
-
-        def button(text, slot):
-            b = QPushButton(text)
-            b.clicked.connect(lambda *_: slot())
-            return b
 
         self.segment_btn = button("Segment (selected or newest marker + clicks)", self.segment)
         self.all_btn = button("Segment all markers (batch)", self.segment_all_markers)
@@ -141,10 +126,7 @@ class SegmentWidget(VipDock):
         objects = QGroupBox("Candidate and annotations")
         of = QVBoxLayout(objects)
         for pair in ((self.next_btn, self.commit_btn), (self.undo_btn, self.clear_btn), (self.save_btn, self.load_btn)):
-            row = QHBoxLayout()
-            for b in pair:
-                row.addWidget(b)
-            of.addLayout(row)
+            of.addLayout(hbox(*pair))
         lay = QVBoxLayout(self)
         for w in (src, prompts, text_box, objects):
             lay.addWidget(w)
@@ -241,25 +223,12 @@ class SegmentWidget(VipDock):
         with self._quiet():
             return segment_layers.annotations_layer(self.viewer, self.session, image_layer)
 
-    @contextmanager
-    def _quiet(self):
-        """Layers added inside do not trigger the dock's own layer-list handlers."""
-        self._syncing = True
-        try:
-            yield
-        finally:
-            self._syncing = False
-
-    def plane_index(self, image_layer) -> tuple[int, ...]:
-        """Indices of the leading (non-displayed) axes of the plane in view; ``()`` for 2D images."""
-        return plane_index(image_layer, self.viewer.dims)
-
     # -- model input ---------------------------------------------------------------------------------------------
     def model_image(self, layer=None):
         """``(ModelImage, image_sig, window, invert)`` of the plane in view, remembered per plane and window."""
         layer = layer or self.image_layer()
         limits, invert = display_window(layer)
-        key = (id(layer), id(layer.data), self.plane_index(layer), limits, invert)
+        key = (id(layer), id(layer.data), plane_index(layer, self.viewer.dims), limits, invert)
         if self._input_cache is not None and self._input_cache[0] == key:
             return self._input_cache[1:]
         image = model_input(layer, self.viewer.dims)
@@ -375,7 +344,7 @@ class SegmentWidget(VipDock):
         except VipInputError as exc:
             self._warn(str(exc))
             return None
-        self._request_plane = self.plane_index(self.image_layer())
+        self._request_plane = plane_index(self.image_layer(), self.viewer.dims)
         self._prompt_time = self._prompt_time or time.perf_counter()
         return self.bridge.submit(req, "VIP segment", self._on_result, self._on_error, channel="segment-decode")
 
@@ -393,7 +362,7 @@ class SegmentWidget(VipDock):
         except VipInputError as exc:
             self._warn(str(exc))
             return None
-        self._request_plane = self.plane_index(layer)
+        self._request_plane = plane_index(layer, self.viewer.dims)
         self._prompt_time = time.perf_counter()
         return self.bridge.submit(req, "VIP text to mask", self._on_text_result, self._on_error,
                                   channel="segment-decode")
