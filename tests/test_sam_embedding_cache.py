@@ -30,7 +30,7 @@ def image():
 
 
 def embed(engine, image, spec, window=(0.0, 255.0), invert=False):
-    return engine.run(SegmentEmbedRequest(image, spec, window, invert))
+    return engine.run(SegmentEmbedRequest(image, spec, window=window, invert=invert))
 
 
 def test_cache_folder_follows_environment(cache_dir):

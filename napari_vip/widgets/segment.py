@@ -409,7 +409,8 @@ class SegmentWidget(QWidget):
         except VipInputError as exc:
             self._warn(str(exc))
             return None
-        req = SegmentEmbedRequest(image.rgb, spec, window, invert, sig, self.model.device_name())
+        req = SegmentEmbedRequest(image.rgb, spec, window=window, invert=invert, image_sig=sig,
+                                  device=self.model.device_name())
         self.embed_status.setText("embedding: computing…")
         return self.bridge.submit(req, "VIP segment: image embedding", self._on_embedded, self._on_embed_error,
                                   channel="segment-embed")
@@ -502,8 +503,9 @@ class SegmentWidget(QWidget):
         if (self.refine.isChecked() and prev is not None and len(pts) and prev.masks.shape[0] == 1
                 and prev.masks.shape[2:] == image.rgb.shape[:2]):
             logits = prev.low_res_logits[0, self.candidate][None]
-        return SegmentRequest(image.rgb, self.model.spec(), boxes, pts.tolist(), labels.tolist(), logits,
-                              self.multimask.isChecked(), window, invert, sig, self.model.device_name())
+        return SegmentRequest(image.rgb, self.model.spec(), boxes_xyxy=boxes, points_xy=pts.tolist(),
+                              point_labels=labels.tolist(), mask_logits=logits, multimask=self.multimask.isChecked(),
+                              window=window, invert=invert, image_sig=sig, device=self.model.device_name())
 
     def segment(self) -> int | None:
         """Decode the current box (selected or newest marker) and clicks; the newest request wins."""
@@ -532,7 +534,7 @@ class SegmentWidget(QWidget):
             text = self.text.text().strip()
             if not text:
                 raise VipInputError("Type a phrase first, e.g. 'small bright nodule'.")
-            req = TextSegmentRequest(image.rgb, text, self.clip_model.spec(), self.model.spec(),
+            req = TextSegmentRequest(image.rgb, self.model.spec(), text=text, clip=self.clip_model.spec(),
                                      multimask=self.multimask.isChecked(), window=window, invert=invert,
                                      image_sig=sig, device=self.model.device_name())
         except VipInputError as exc:
