@@ -67,7 +67,7 @@ class LearnResult:
     method: str
     out: str | None
     classes: list[str]
-    evaluation: dict  # row name -> metrics (classification_metrics)
+    evaluation: dict  # row name -> metrics (napari_vip.core.metrics.classification_metrics)
     histories: dict  # method -> list of epoch dicts
     split: dict
     dataset: dict  # counts, report

@@ -9,12 +9,12 @@ from ..core.errors import VipInputError
 
 
 def learned_class_features(engine, clip, prompts_path: str):
-    """``(prompts, features)``: the :class:`~napari_vip.models.training.LearnedPrompts` in ``prompts_path``
+    """``(prompts, features)``: the :class:`~napari_vip.models.learned_prompts.LearnedPrompts` in ``prompts_path``
     and its ``(C, D)`` normalised class embeddings for ``clip`` (cached per file version and model).
 
     Raises VipInputError when the file was learned with another CLIP model.
     """
-    from ..models.training import LearnedPrompts
+    from ..models.learned_prompts import LearnedPrompts
 
     try:
         st = os.stat(prompts_path)
