@@ -27,6 +27,7 @@ from ..core.errors import VipInputError
 from ..core.metrics import classification_metrics
 from .learned_prompts import LearnedPrompts
 
+
 @dataclass
 class TrainConfig:
     """Hyper-parameters of prompt learning (all configurable; defaults follow CoOp/ViP)."""
@@ -288,21 +289,11 @@ def zero_shot_descriptor_features(clip, classes, descriptors):
     """``(C, D)``: each class's normalised mean of its normalised descriptor features."""
     import torch
 
+    from .clip import class_embedding
     from .prompt_learning import descriptor_text
 
-    feats = []
-    for c in classes:
-        f = clip.encode_texts([descriptor_text(d) for d in descriptors[c]]).clone()
-        feats.append(torch.nn.functional.normalize(f.mean(0), dim=-1))
-    return torch.stack(feats)
-
-
-def _scores(clip, image_features, class_features) -> np.ndarray:
-    import torch
-
-    with torch.no_grad():
-        logits = clip.logit_scale() * image_features.float() @ class_features.float().T
-        return torch.softmax(logits, dim=-1).double().cpu().numpy()
+    return torch.stack([class_embedding(clip.encode_texts([descriptor_text(d) for d in descriptors[c]]))
+                        for c in classes])
 
 
 # -- the whole run ----------------------------------------------------------------------------------------------
@@ -360,10 +351,10 @@ def run_learning(clip, data, descriptors, config: TrainConfig, methods=None, tem
     y_eval = data.labels[eval_idx]
     evaluation = {}
     zs, zs_prompts = zero_shot_class_features(clip, data.classes, template, modality)
-    evaluation["zero-shot (class names)"] = classification_metrics(_scores(clip, eval_f, zs), y_eval, data.classes)
+    evaluation["zero-shot (class names)"] = classification_metrics(clip.probabilities(eval_f, zs), y_eval, data.classes)
     if descriptors:
         zd = zero_shot_descriptor_features(clip, data.classes, descriptors)
-        evaluation["zero-shot (descriptors)"] = classification_metrics(_scores(clip, eval_f, zd), y_eval,
+        evaluation["zero-shot (descriptors)"] = classification_metrics(clip.probabilities(eval_f, zd), y_eval,
                                                                        data.classes)
     prompts, histories = {}, {}
     for m, method in enumerate(methods):
@@ -376,7 +367,7 @@ def run_learning(clip, data, descriptors, config: TrainConfig, methods=None, tem
         import torch
 
         with torch.no_grad():
-            scores = _scores(clip, eval_f, outcome.learner.class_features())
+            scores = clip.probabilities(eval_f, outcome.learner.class_features())
         metrics = classification_metrics(scores, y_eval, data.classes)
         evaluation[METHOD_NAMES[method]] = metrics
         histories[method] = outcome.history
