@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from napari_vip.core.errors import VipInputError  # noqa: E402
+from napari_vip.core.errors import VipInputError
 
 
 def make_two_class_folder(root: Path, n: int = 16, side: int = 40, seed: int = 0) -> Path:
@@ -158,8 +157,8 @@ def test_lr_schedule():
 def test_file_round_trip_and_mismatch(tmp_path, tiny_clip, tiny_clip_checkpoint):
     from napari_vip.core.datasets import load_labelled
     from napari_vip.models.clip import load_clip
-    from napari_vip.models.spec import ModelSpec
     from napari_vip.models.learned_prompts import LearnedPrompts
+    from napari_vip.models.spec import ModelSpec
     from napari_vip.models.training import TrainConfig, train_prompts
 
     data = load_labelled(make_two_class_folder(tmp_path / "data", n=6))

@@ -6,13 +6,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from napari_vip.models.embedding_cache import ENV_VAR, EmbeddingCache, cache_root, embedding_key, image_signature
 from napari_vip.models.sam import SamSpec
 from napari_vip.worker.engine import Engine
 from napari_vip.worker.segment import SegmentEmbedRequest, SegmentRequest
-
-torch = pytest.importorskip("torch")
 
 
 @pytest.fixture
