@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from napari_vip.core.annotations import AnnotationStore, sidecar_for, write_annotations
+from napari_vip.core.annotations import AnnotationStore, sidecar_for
+from napari_vip.io.annotations_writer import write_annotations
 from napari_vip.core.errors import VipInputError
 
 

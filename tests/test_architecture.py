@@ -1,4 +1,5 @@
-"""Layering rules: Qt only under widgets/, heavy libraries only inside functions, every manifest name imports."""
+"""Layering rules: the layer table below, no import cycles, Qt only under widgets/, heavy libraries only inside
+functions, every manifest name imports."""
 
 import ast
 import importlib
@@ -95,3 +96,125 @@ def test_every_registered_job_module_and_command_imports():
         importlib.import_module(name)
     parser = build_parser()
     assert parser.parse_args(["classify", "x.png", "--classes", "a"]).command == "classify"
+
+
+#: Which parts of the package each part may import, the package root excepted (it holds only ``__version__``
+#: and imports nothing, so every part may read it). A part is a sub-package or a top-level module of
+#: ``napari_vip``. A new part gets a row here, placed in the table by what it needs:
+#: the rules read top-down, lower layers never import upper ones.
+LAYERS = {
+    "core": set(),                                        # numpy / scikit-image / Pillow only
+    "models": {"core"},                                   # torch modules, checkpoints
+    "io": {"core"},                                       # files in and out, npe2 readers and writers
+    "worker": {"models", "core"},                         # requests, handlers, the Engine, the worker process
+    "layers": {"core"},                                   # napari layer data <-> core types, Qt-free
+    "widgets": {"worker", "models", "io", "core", "layers"},  # Qt docks: event wiring only
+    "cli": {"widgets", "worker", "models", "io", "core", "layers"},  # CLI twin of every dock; `gui` opens the docks
+}
+ROOT = "napari_vip"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PKG.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_module(name: str) -> bool:
+    rel = Path(*name.split("."))
+    return (PKG.parent / rel).with_suffix(".py").is_file() or (PKG.parent / rel / "__init__.py").is_file()
+
+
+def _package_imports(path: Path):
+    """``(line, module)`` for every import of a ``napari_vip`` module in ``path``: absolute and relative,
+    at module level and inside functions. ``from . import x`` counts as importing ``x`` when ``x`` is a module."""
+    name = _module_name(path)
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module
+            targets = [f"{module}.{a.name}" if _is_module(f"{module}.{a.name}") else module for a in node.names]
+        else:
+            continue
+        for target in targets:
+            if target == ROOT or target.startswith(ROOT + "."):
+                yield node.lineno, target
+
+
+def _part(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ROOT
+
+
+def _import_graph():
+    return {_module_name(p): (p, sorted(set(_package_imports(p)))) for p in sorted(PKG.rglob("*.py"))}
+
+
+def test_every_part_of_the_package_is_in_the_layer_table():
+    unknown = sorted({_part(m) for m in _import_graph()} - set(LAYERS) - {ROOT})
+    assert not unknown, (f"{unknown} not in the layer table: add each to LAYERS in tests/test_architecture.py "
+                         f"with the parts it may import (see CONTRIBUTING.md)")
+
+
+def test_no_part_imports_a_part_above_it():
+    graph = _import_graph()
+    root_imports = [m for _, m in graph[ROOT][1]]
+    assert not root_imports, f"the package root imports {root_imports}; it holds only __version__"
+    offenders = []
+    for module, (path, imports) in graph.items():
+        part = _part(module)
+        allowed = LAYERS.get(part, set()) | {part, ROOT}
+        offenders += [f"{path.relative_to(PKG.parent)}:{line} ({part}) imports {target} ({_part(target)}); "
+                      f"{part} may import only {sorted(allowed - {ROOT})}"
+                      for line, target in imports if _part(target) not in allowed]
+    assert not offenders, "\n".join(offenders)
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan), each sorted."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_cycle_finder_finds_a_loop_through_a_function_level_import():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles_between_modules():
+    graph = _import_graph()
+    edges = {m: {t for _, t in imports if t != m} for m, (_, imports) in graph.items()}
+    cycles = _cycles(edges)
+    detail = [" <-> ".join(c) + ": " + "; ".join(f"{m} imports {t} (line {line})" for m in c
+                                               for line, t in graph[m][1] if t in c) for c in cycles]
+    assert not cycles, "\n".join(detail)

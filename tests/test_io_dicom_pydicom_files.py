@@ -11,7 +11,8 @@ from pydicom.data import get_testdata_file, get_testdata_files
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 
 from napari_vip.core.errors import VipInputError
-from napari_vip.io.dicom import _set_missing_transfer_syntax, get_dicom_reader, read_dicom
+from napari_vip.io.dicom import _set_missing_transfer_syntax
+from napari_vip.io.dicom_reader import get_dicom_reader, read_dicom
 
 FILES = sorted(get_testdata_files())
 

@@ -9,7 +9,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from napari_vip.core.errors import VipInputError
-from napari_vip.io.dicom import get_dicom_reader, read_dicom
+from napari_vip.io.dicom_reader import get_dicom_reader, read_dicom
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 CORONAL = (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)

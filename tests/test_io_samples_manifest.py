@@ -30,8 +30,8 @@ def test_manifest_loads_and_io_python_names_import():
 
 
 def test_io_never_imports_qt():
-    code = ("import sys; import napari_vip.io.dicom, napari_vip.io.dicom_series, napari_vip.io.nifti, "
-            "napari_vip.io.samples, napari_vip.io.labels_writers, napari_vip.io.results_json, "
+    code = ("import sys; import napari_vip.io.dicom, napari_vip.io.dicom_series, napari_vip.io.dicom_reader, "
+            "napari_vip.io.nifti, napari_vip.io.samples, napari_vip.io.labels_writers, napari_vip.io.results_json, "
             "napari_vip.io.open_image, napari_vip.io.windows; "
             "from napari_vip.io.samples import ct_slice; ct_slice(); "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'napari')]; "
@@ -68,7 +68,7 @@ def test_dicom_layers_through_napari(tmp_path):
     from napari.layers import Image, Labels
     from pydicom.data import get_testdata_file
 
-    from napari_vip.io.dicom import read_dicom
+    from napari_vip.io.dicom_reader import read_dicom
 
     for name in ("SC_rgb_rle_32bit_2frame.dcm", "examples_palette.dcm", "rtdose.dcm", "MR_small.dcm"):
         ((data, kwargs, _),) = read_dicom(get_testdata_file(name))

@@ -80,7 +80,7 @@ def test_nifti_keeps_source_affine_from_nifti_image(tmp_path):
 def test_nifti_affine_from_dicom_series(tmp_path):
     from test_io_dicom_synthetic import _series
 
-    from napari_vip.io.dicom import read_dicom
+    from napari_vip.io.dicom_reader import read_dicom
 
     ((image, kwargs, _),) = read_dicom(_series(tmp_path / "s"))
     (out,) = write_labels_nifti(str(tmp_path / "m.nii"), np.ones(image.shape, np.uint8),

@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
-pytest.importorskip("torch")
-
-from napari_vip.cli.main import main  # noqa: E402
+from napari_vip.cli.main import main
 
 
 def _folder(root, n=8):

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from napari_vip.core.errors import VipInputError  # noqa: E402
+from napari_vip.core.errors import VipInputError
 
 
 def make_two_class_folder(root: Path, n: int = 16, side: int = 40, seed: int = 0) -> Path:
@@ -112,8 +111,8 @@ def test_merge_formula_by_hand():
 @pytest.mark.parametrize("method", ["vip", "coop"])
 def test_training_lowers_loss_and_learns(tmp_path, tiny_clip, method):
     from napari_vip.core.datasets import load_labelled
-    from napari_vip.models.training import (TrainConfig, build_learner, classification_metrics, encode_images,
-                                            train_prompts)
+    from napari_vip.core.metrics import classification_metrics
+    from napari_vip.models.training import TrainConfig, build_learner, encode_images, train_prompts
 
     data = load_labelled(make_two_class_folder(tmp_path / "data"))
     idx = np.arange(len(data))
@@ -134,7 +133,7 @@ def test_training_lowers_loss_and_learns(tmp_path, tiny_clip, method):
 
 
 def test_metrics_by_hand():
-    from napari_vip.models.training import classification_metrics
+    from napari_vip.core.metrics import classification_metrics
 
     p = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8], [0.7, 0.3]])
     y = np.array([0, 0, 1, 1, 1])
@@ -158,8 +157,9 @@ def test_lr_schedule():
 def test_file_round_trip_and_mismatch(tmp_path, tiny_clip, tiny_clip_checkpoint):
     from napari_vip.core.datasets import load_labelled
     from napari_vip.models.clip import load_clip
+    from napari_vip.models.learned_prompts import LearnedPrompts
     from napari_vip.models.spec import ModelSpec
-    from napari_vip.models.training import LearnedPrompts, TrainConfig, train_prompts
+    from napari_vip.models.training import TrainConfig, train_prompts
 
     data = load_labelled(make_two_class_folder(tmp_path / "data", n=6))
     cfg = TrainConfig(method="vip", epochs=2, batch_size=8, val_fraction=0.0, class_specific=True)

@@ -6,13 +6,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from napari_vip.models.embedding_cache import ENV_VAR, EmbeddingCache, cache_root, embedding_key, image_signature
 from napari_vip.models.sam import SamSpec
 from napari_vip.worker.engine import Engine
 from napari_vip.worker.segment import SegmentEmbedRequest, SegmentRequest
-
-torch = pytest.importorskip("torch")
 
 
 @pytest.fixture
@@ -30,7 +29,7 @@ def image():
 
 
 def embed(engine, image, spec, window=(0.0, 255.0), invert=False):
-    return engine.run(SegmentEmbedRequest(image, spec, window, invert))
+    return engine.run(SegmentEmbedRequest(image, spec, window=window, invert=invert))
 
 
 def test_cache_folder_follows_environment(cache_dir):

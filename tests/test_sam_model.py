@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from napari_vip.core.errors import VipInputError
 from napari_vip.models.sam import SamSpec, guess_arch, load_sam
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("segment_anything")
 
 
 def iou(a, b) -> float:

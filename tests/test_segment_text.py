@@ -94,3 +94,32 @@ def test_text_with_box_or_empty_text_is_refused(tiny_clip_arch, tiny_sam_arch, i
     assert "leave out --box" in capsys.readouterr().err
     assert main(["segment", str(image_file), "--text", "  ", *common]) == 2
     assert "Type a phrase" in capsys.readouterr().err
+
+
+def test_text_to_mask_is_cancelled_inside_its_sam_step(tiny_clip_arch, tiny_sam_checkpoint, tmp_path, monkeypatch):
+    """Cancel asked once the region is chosen: the job stops before SAM embeds the image."""
+    from napari_vip.models.sam import SamSpec
+    from napari_vip.models.spec import ModelSpec
+    from napari_vip.worker.engine import Engine, ProgressReporter
+    from napari_vip.worker.protocol import Cancelled
+    from napari_vip.worker.segment import SegmentEmbedRequest, TextSegmentRequest
+
+    monkeypatch.setenv("NAPARI_VIP_CACHE", str(tmp_path / "cache"))
+    arch, path = tiny_sam_checkpoint
+    image = np.zeros((48, 64, 3), np.uint8)
+    image[10:30, 20:50] = 220
+    sam = SamSpec(arch, checkpoint=path)
+    steps = []
+    engine = Engine()
+    req = TextSegmentRequest(image, sam, text="bright square", clip=ModelSpec(tiny_clip_arch, untrained=True),
+                             device="cpu", disk_cache=False)
+    with pytest.raises(Cancelled):
+        engine.run(req, ProgressReporter(lambda done, total, text: steps.append(text),
+                                         lambda: "region chosen; segmenting" in steps))
+    assert steps[-1] == "region chosen; segmenting"
+    assert engine.run(SegmentEmbedRequest(image, sam, device="cpu", disk_cache=False)).source == "computed"
+    finished = []
+    result = Engine().run(req, ProgressReporter(lambda done, total, text: finished.append((done, total, text))))
+    assert result.segment.masks.shape[2:] == (48, 64)
+    sam_steps = finished[finished.index((2, 5, "region chosen; segmenting")) + 1:]
+    assert "loading SAM" in [t for _, _, t in sam_steps] and all(2 <= d <= 5 and n == 5 for d, n, _ in sam_steps)

@@ -13,8 +13,6 @@ from napari_vip.models.sam import SamSpec
 from napari_vip.worker.engine import Engine
 from napari_vip.worker.segment import SegmentRequest, check_prompts
 
-pytest.importorskip("torch")
-
 
 @pytest.fixture(autouse=True)
 def cache_dir(tmp_path, monkeypatch):

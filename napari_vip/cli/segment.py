@@ -98,15 +98,17 @@ def run(args) -> int:
     if args.text is not None:
         if args.box or points:
             raise VipInputError("--text makes its own box and points: leave out --box and --point.")
-        req = TextSegmentRequest(image.rgb, args.text, clip_spec_from_args(args), sam_spec_from_args(args),
-                                 args.threshold, args.text_points, not args.single, image.window, args.invert,
-                                 device=args.device, disk_cache=not args.no_disk_cache)
+        req = TextSegmentRequest(image.rgb, sam_spec_from_args(args), text=args.text, clip=clip_spec_from_args(args),
+                                 threshold=args.threshold, n_points=args.text_points, multimask=not args.single,
+                                 window=image.window, invert=args.invert, device=args.device,
+                                 disk_cache=not args.no_disk_cache)
         text_result = Engine().run(req, ProgressReporter(stderr_progress))
         result = text_result.segment
     else:
-        req = SegmentRequest(image.rgb, sam_spec_from_args(args), [tuple(b) for b in args.box],
-                             [p[:2] for p in points], [p[2] for p in points], None, not args.single,
-                             image.window, args.invert, device=args.device, disk_cache=not args.no_disk_cache)
+        req = SegmentRequest(image.rgb, sam_spec_from_args(args), boxes_xyxy=[tuple(b) for b in args.box],
+                             points_xy=[p[:2] for p in points], point_labels=[p[2] for p in points],
+                             multimask=not args.single, window=image.window, invert=args.invert, device=args.device,
+                             disk_cache=not args.no_disk_cache)
         result = Engine().run(req, ProgressReporter(stderr_progress))
     result.notes[:0] = list(image.notes)
     d = text_result.to_dict() if text_result is not None else result.to_dict()

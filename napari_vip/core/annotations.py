@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import VipInputError
+from .label_image import LABEL_SUFFIXES, read_label_image, write_label_image
 
 SIDECAR_FORMAT = "napari-vip annotations"
 SIDECAR_VERSION = 1
-LABEL_SUFFIXES = (".png", ".tif", ".tiff", ".npy")
 
 
 @dataclass
@@ -237,65 +237,13 @@ def read_sidecar(path) -> dict:
     return data
 
 
-def read_label_image(path) -> np.ndarray:
-    """Integer label image from PNG, TIFF or NumPy ``.npy``."""
-    p = Path(path)
-    if not p.is_file():
-        raise VipInputError(f"Label image {str(p)!r} does not exist.")
-    suffix = p.suffix.lower()
-    try:
-        if suffix == ".npy":
-            arr = np.load(p, allow_pickle=False)
-        elif suffix in (".tif", ".tiff"):
-            import tifffile
-
-            arr = tifffile.imread(p)
-        elif suffix == ".png":
-            from PIL import Image
-
-            arr = np.asarray(Image.open(p))
-        else:
-            raise VipInputError(f"Label image {str(p)!r}: use {', '.join(LABEL_SUFFIXES)}.")
-    except VipInputError:
-        raise
-    except Exception as exc:
-        raise VipInputError(f"Could not read label image {str(p)!r}: {exc}.") from None
-    if arr.dtype.kind not in "iub":
-        raise VipInputError(f"{str(p)!r} holds {arr.dtype} values, not integer labels.")
-    return arr
-
-
 def write_annotations_files(label_path, labels, sidecar: dict, sidecar_path=None) -> tuple[str, str]:
     """Write ``labels`` by extension and ``sidecar`` as JSON; returns ``(label_path, sidecar_path)``."""
-    from ..io.labels_writers import write_labels_npy, write_labels_png, write_labels_tiff
-
     p = Path(label_path)
-    suffix = p.suffix.lower()
-    writers = {".png": write_labels_png, ".tif": write_labels_tiff, ".tiff": write_labels_tiff,
-               ".npy": write_labels_npy}
-    if suffix not in writers:
+    if p.suffix.lower() not in LABEL_SUFFIXES:
         raise VipInputError(f"Save annotations as {', '.join(LABEL_SUFFIXES)}; {p.name!r} has another extension.")
-    written = writers[suffix](str(p), labels, {})[0]
+    written = write_label_image(p, labels)
     side = Path(sidecar_path) if sidecar_path else sidecar_for(written)
     side.parent.mkdir(parents=True, exist_ok=True)
     side.write_text(json.dumps(sidecar, indent=2))
     return written, str(side)
-
-
-def write_annotations(path, data, attributes: dict | None = None) -> list[str]:
-    """npe2 writer: a Labels layer as a label image plus the JSON sidecar of its objects.
-
-    The records come from ``attributes['metadata']['vip_annotations']`` (the list the "VIP segment" dock
-    keeps there); label values without a record are listed with ``source: "unknown"``.
-    """
-    meta = (attributes or {}).get("metadata") or {}
-    records = [AnnotationRecord.from_dict(d) for d in meta.get("vip_annotations", [])]
-    arr = np.asarray(data)
-    store = AnnotationStore(arr.shape, arr, [r for r in records])
-    present = set(np.unique(arr).tolist()) - {0}
-    for k in sorted(present - set(store.records)):
-        store.records[int(k)] = AnnotationRecord(int(k), source="unknown", area=int((arr == k).sum()))
-    for k in list(store.records):
-        if k not in present:
-            del store.records[k]
-    return list(store.save(path))

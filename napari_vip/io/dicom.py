@@ -18,12 +18,12 @@ Layer metadata keys read by the rest of napari-vip:
 ``vip_affine``  ``(4, 4)`` float array mapping data indices (layer axis order) to RAS+ millimetres, or ``None``;
 ``vip_dicom``  key tags (modality, body part, study date, series description...). No patient identifiers.
 
-Series folders are handled in :mod:`napari_vip.io.dicom_series`.
+Series folders are handled in :mod:`napari_vip.io.dicom_series`; the npe2 reader entry that picks
+one or the other is :mod:`napari_vip.io.dicom_reader`.
 """
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -157,7 +157,8 @@ def _not_dicom_message(path: Path) -> str:
             "with a reader for its real format.")
 
 
-def _has_pixels(ds) -> bool:
+def has_pixels(ds) -> bool:
+    """Whether the dataset carries pixel data (SR documents and RT structures do not)."""
     return any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
 
 
@@ -175,7 +176,7 @@ def decode_pixels(ds, name: str = "file") -> np.ndarray:
         pydicom's layout: ``(rows, cols)``, ``(rows, cols, 3)``, ``(frames, rows, cols)`` or
         ``(frames, rows, cols, 3)``; YBR already converted to RGB by pydicom; native byte order.
     """
-    if not _has_pixels(ds):
+    if not has_pixels(ds):
         sop = ds.get("SOPClassUID")
         kind = f" (a {sop.name})" if sop is not None and hasattr(sop, "name") else ""
         raise VipInputError(
@@ -578,11 +579,11 @@ def read_dicom_file(path, window: str | None = None) -> list[tuple]:
     kwargs = layer_kwargs(ds, data, name=_layer_name(ds, path), source=path, scale=scale,
                           affine=affine, notes=notes, colour=colour)
     if window:
-        _use_preset(kwargs, window)
+        use_preset(kwargs, window)
     return [(data, kwargs, "image")]
 
 
-def _use_preset(kwargs: dict, name: str) -> None:
+def use_preset(kwargs: dict, name: str) -> None:
     from .windows import preset_window
 
     win = preset_window(name)
@@ -592,65 +593,3 @@ def _use_preset(kwargs: dict, name: str) -> None:
     kwargs["metadata"]["vip_window"] = win.limits
     kwargs["metadata"]["vip_window_info"].update(center=win.center, width=win.width, function="LINEAR",
                                                  source=f"preset: {win.label}")
-
-
-def read_dicom(path, window: str | None = None) -> list[tuple]:
-    """Read a DICOM file, a folder holding one or more series, or a list of files.
-
-    This is the npe2 reader function. Folders and lists go through
-    :func:`napari_vip.io.dicom_series.read_dicom_files`, one layer per series.
-
-    Parameters
-    ----------
-    path : str, Path or list of those
-    window : str, optional
-        CT preset name to use instead of the file's window (gray images only).
-
-    Returns
-    -------
-    list of (data, kwargs, "image")
-    """
-    from .dicom_series import read_dicom_files, read_dicom_folder
-
-    if isinstance(path, (list, tuple)):
-        if len(path) == 1:
-            return read_dicom(path[0], window)
-        return read_dicom_files([Path(p) for p in path], window=window)
-    p = Path(path)
-    if p.is_dir():
-        return read_dicom_folder(p, window=window)
-    return read_dicom_file(p, window=window)
-
-
-def _folder_may_hold_dicom(folder: Path, limit: int = 300) -> bool:
-    """Empty folders and folders with DICOM-looking files within the first ``limit`` entries."""
-    if folder.suffix.lower() in (".zarr", ".n5", ".ome"):
-        return False
-    seen = 0
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for f in files:
-            seen += 1
-            if f.startswith(".") or f in ("zarr.json", ".zarray", ".zgroup"):
-                continue
-            p = Path(root) / f
-            if p.suffix.lower() in DICOM_SUFFIXES or has_dicom_preamble(p):
-                return True
-            if seen >= limit:
-                return False
-    return seen == 0
-
-
-def get_dicom_reader(path):
-    """npe2 ``get_reader``: :func:`read_dicom` for DICOM files and folders, ``None`` otherwise.
-
-    Files named like DICOM are claimed even when damaged, so the user gets a message saying
-    what is wrong instead of "no reader found". Empty folders are claimed for the same reason.
-    """
-    if isinstance(path, (list, tuple)):
-        return read_dicom if path and all(looks_like_dicom(p) for p in path) else None
-    p = Path(path)
-    if p.is_dir():
-        return read_dicom if _folder_may_hold_dicom(p) else None
-    return read_dicom if looks_like_dicom(p) else None
-

@@ -17,10 +17,9 @@ import numpy as np
 
 from ..core.errors import VipInputError
 from .dicom import (
-    _has_pixels,
-    _use_preset,
     colour_values,
     decode_pixels,
+    has_pixels,
     is_colour,
     layer_kwargs,
     make_affine,
@@ -30,6 +29,7 @@ from .dicom import (
     position,
     read_dataset,
     read_dicom_file,
+    use_preset,
 )
 
 #: Files never read as images.
@@ -76,7 +76,7 @@ def scan_files(paths) -> FolderScan:
         except VipInputError:
             scan.not_dicom.append(p)
             continue
-        if not (_has_pixels(ds) and "Rows" in ds and "Columns" in ds):  # SR, RT structures...
+        if not (has_pixels(ds) and "Rows" in ds and "Columns" in ds):  # SR, RT structures...
             scan.no_pixels.append(p)
             continue
         uid = str(ds.get("SeriesInstanceUID", "") or "")
@@ -272,7 +272,7 @@ def stack_series(headers, window: str | None = None) -> tuple:
                           affine=affine, notes=notes, colour=colour)
     kwargs["metadata"]["vip_files"] = [str(h.path) for h in ordered]
     if window:
-        _use_preset(kwargs, window)
+        use_preset(kwargs, window)
     return data, kwargs, "image"
 
 

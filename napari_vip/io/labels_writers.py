@@ -13,83 +13,25 @@ the layer ``scale`` as a diagonal affine.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from ..core.errors import VipInputError
-
-
-def labels_array(data) -> np.ndarray:
-    """Labels as a plain integer ndarray in the smallest type that holds them.
-
-    ``uint8`` / ``uint16`` / ``uint32`` for non-negative labels, else ``int16`` / ``int32`` / ``int64``.
-    """
-    arr = np.asarray(data)
-    if arr.dtype == bool:
-        return arr.astype(np.uint8)
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise VipInputError("Labels must be whole numbers; this array holds fractions or NaN.")
-        arr = arr.astype(np.int64)
-    if arr.dtype.kind not in "iu":
-        raise VipInputError(f"Labels have dtype {arr.dtype}; expected integers.")
-    if arr.size == 0:
-        return arr.astype(np.uint8)
-    lo, hi = int(arr.min()), int(arr.max())
-    kinds = (np.uint8, np.uint16, np.uint32, np.uint64) if lo >= 0 else (np.int8, np.int16, np.int32, np.int64)
-    for dt in kinds:
-        info = np.iinfo(dt)
-        if info.min <= lo and hi <= info.max:
-            return arr.astype(dt, copy=False)
-    return arr
-
-
-def _out(path, suffixes: tuple[str, ...]) -> Path:
-    p = Path(path)
-    if not str(p).lower().endswith(suffixes):
-        p = p.with_name(p.name + suffixes[0])
-    p.parent.mkdir(parents=True, exist_ok=True)
-    return p
+from ..core.label_image import labels_array, output_path, write_npy, write_png, write_tiff
 
 
 def write_labels_tiff(path, data, attributes: dict | None = None) -> list[str]:
-    """Write labels to a zlib-compressed TIFF (any number of dimensions; pages along the first axes)."""
-    import tifffile
-
-    p = _out(path, (".tif", ".tiff"))
-    arr = labels_array(data)
-    if arr.dtype.itemsize == 8:  # 64-bit TIFF samples are poorly supported elsewhere
-        raise VipInputError("Labels need 64-bit integers, which TIFF readers rarely support; save as .npy.")
-    tifffile.imwrite(p, arr, compression="zlib", photometric="minisblack", metadata={"axes": _tiff_axes(arr.ndim)})
-    return [str(p)]
-
-
-def _tiff_axes(ndim: int) -> str:
-    return ("TZYX"[4 - ndim:] if ndim <= 4 else "Q" * (ndim - 2) + "YX")
+    """npe2 writer: :func:`napari_vip.core.label_image.write_tiff`."""
+    return [write_tiff(path, data)]
 
 
 def write_labels_png(path, data, attributes: dict | None = None) -> list[str]:
-    """Write 2D labels to an 8- or 16-bit gray PNG (values 0..65535)."""
-    from PIL import Image
-
-    p = _out(path, (".png",))
-    arr = labels_array(data)
-    if arr.ndim != 2:
-        raise VipInputError(f"PNG holds one 2D image, but these labels have shape {arr.shape}; "
-                            "save them as TIFF, NIfTI or NumPy instead.")
-    if arr.dtype.kind == "i" or arr.dtype.itemsize > 2:
-        raise VipInputError(f"PNG holds labels 0..65535; these range {int(arr.min())}..{int(arr.max())}. "
-                            "Save them as TIFF, NIfTI or NumPy instead.")
-    Image.fromarray(np.ascontiguousarray(arr)).save(p, format="PNG")
-    return [str(p)]
+    """npe2 writer: :func:`napari_vip.core.label_image.write_png`."""
+    return [write_png(path, data)]
 
 
 def write_labels_npy(path, data, attributes: dict | None = None) -> list[str]:
-    """Write labels with :func:`numpy.save` (any shape, smallest integer dtype)."""
-    p = _out(path, (".npy",))
-    np.save(p, labels_array(data), allow_pickle=False)
-    return [str(p)]
+    """npe2 writer: :func:`napari_vip.core.label_image.write_npy`."""
+    return [write_npy(path, data)]
 
 
 def source_affine(attributes: dict | None, shape) -> tuple[np.ndarray | None, str]:
@@ -128,7 +70,7 @@ def write_labels_nifti(path, data, attributes: dict | None = None) -> list[str]:
     """
     import nibabel as nib
 
-    p = _out(path, (".nii.gz", ".nii"))
+    p = output_path(path, (".nii.gz", ".nii"))
     arr = labels_array(data)
     if arr.ndim not in (2, 3):
         raise VipInputError(f"NIfTI labels must be 2D or 3D; these have shape {arr.shape}.")

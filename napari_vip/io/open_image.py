@@ -32,7 +32,7 @@ def open_image(path, window: str | None = None) -> tuple[np.ndarray, dict]:
     kwargs : dict
         napari layer keyword arguments; ``kwargs['metadata']`` has ``vip_window`` and ``vip_invert``.
     """
-    from .dicom import get_dicom_reader, read_dicom
+    from .dicom_reader import get_dicom_reader, read_dicom
     from .nifti import is_nifti_path, read_nifti
 
     p = Path(path)

@@ -103,12 +103,32 @@ class ClipModel:
         return float(self.model.logit_scale.exp().item())
 
     def probabilities(self, image_features, text_features) -> np.ndarray:
-        """Softmax over classes of ``logit_scale * img @ txt.T``: ``(N, D) x (C, D) -> (N, C)`` float64."""
-        import torch
+        """:func:`class_probabilities` with this model's logit scale."""
+        return class_probabilities(image_features, text_features, self.logit_scale())
 
-        with torch.inference_mode():
-            logits = self.logit_scale() * image_features @ text_features.T
-            return torch.softmax(logits, dim=-1).double().cpu().numpy()
+
+def class_probabilities(image_features, class_features, logit_scale: float) -> np.ndarray:
+    """Softmax over classes of ``logit_scale * img @ cls.T``: ``(N, D) x (C, D) -> (N, C)`` float64.
+
+    Both inputs are torch tensors of L2-normalised rows (computed in float32).
+    """
+    import torch
+
+    with torch.inference_mode():
+        logits = logit_scale * image_features.float() @ class_features.float().T
+        return torch.softmax(logits, dim=-1).double().cpu().numpy()
+
+
+def class_embedding(prompt_features):
+    """One class's ``(D,)`` embedding from the ``(K, D)`` text embeddings of its prompts.
+
+    Each row is L2-normalised, the rows are averaged and the mean is L2-normalised again, as open_clip's
+    zero-shot classifier builds its class weights.
+    """
+    import torch
+
+    unit = torch.nn.functional.normalize(prompt_features.float(), dim=-1)
+    return torch.nn.functional.normalize(unit.mean(dim=0), dim=-1)
 
 
 def _hub_error(spec: ModelSpec, exc: Exception) -> VipInputError:

@@ -1,4 +1,4 @@
-"""Training and evaluating learned prompts (ViP, CoOp) on a frozen CLIP, and the learned-prompts file.
+"""Training and evaluating learned prompts (ViP, CoOp) on a frozen CLIP.
 
 The pieces, each usable alone:
 
@@ -6,9 +6,9 @@ The pieces, each usable alone:
   weight decay 5e-4, cosine schedule after one warm-up epoch at lr 1e-5, batch 32);
 - :func:`encode_images` — frozen CLIP image features of labelled images;
 - :func:`train_prompts` — the training loop (features cached once when there is no augmentation);
-- :func:`classification_metrics` — accuracy, balanced accuracy, macro one-vs-rest AUROC, per-class report;
-- :func:`run_learning` — split, zero-shot baselines, train ViP and/or CoOp, evaluate all on the same split;
-- :class:`LearnedPrompts` — the saved artifact (plain tensors + JSON metadata, ``weights_only`` loadable).
+- :func:`run_learning` — split, zero-shot baselines, train ViP and/or CoOp, evaluate all on the same split
+  (:func:`~napari_vip.core.metrics.classification_metrics`) and keep each method's
+  :class:`~napari_vip.models.learned_prompts.LearnedPrompts`.
 
 Every long step calls ``progress(done, total, text)``; a progress callback that raises (the worker's
 :class:`~napari_vip.worker.engine.ProgressReporter` on cancel) stops training cleanly.
@@ -17,18 +17,15 @@ Every long step calls ``progress(done, total, text)``; a progress callback that 
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from ..core.errors import VipInputError
-
-FILE_FORMAT = "napari-vip-learned-prompts"
-FILE_VERSION = 1
+from ..core.metrics import classification_metrics
+from .learned_prompts import LearnedPrompts
 
 
 @dataclass
@@ -131,57 +128,6 @@ def encode_images(clip, data, indices, batch_size: int = 32, progress=None, augm
     if not out:
         return torch.zeros(0, 1)
     return torch.cat(out)
-
-
-# -- metrics ----------------------------------------------------------------------------------------------------
-def _auroc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney, ties counted half); NaN without both classes."""
-    from scipy.stats import rankdata
-
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(scores)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def classification_metrics(probabilities, labels, classes: list[str]) -> dict:
-    """Accuracy, balanced accuracy, macro one-vs-rest AUROC and a per-class report.
-
-    Parameters
-    ----------
-    probabilities : array-like
-        ``(N, C)`` class probabilities (or any scores; argmax is the prediction).
-    labels : array-like
-        ``(N,)`` int class indices.
-
-    Returns
-    -------
-    dict
-        ``accuracy``, ``balanced_accuracy``, ``auroc_macro`` (mean over classes with both positives and
-        negatives; NaN if none), ``n``, and ``per_class[c] = {precision, recall, f1, auroc, support}``.
-    """
-    p = np.asarray(probabilities, dtype=np.float64)
-    y = np.asarray(labels, dtype=np.int64)
-    pred = p.argmax(axis=1) if len(p) else np.zeros(0, dtype=np.int64)
-    per, recalls, aucs = {}, [], []
-    for k, c in enumerate(classes):
-        pos = y == k
-        tp = int(((pred == k) & pos).sum())
-        n_pred = int((pred == k).sum())
-        support = int(pos.sum())
-        precision = tp / n_pred if n_pred else 0.0
-        recall = tp / support if support else float("nan")
-        f1 = 2 * precision * recall / (precision + recall) if support and (precision + recall) > 0 else 0.0
-        auc = _auroc(p[:, k], pos) if len(p) else float("nan")
-        per[c] = {"precision": precision, "recall": recall, "f1": f1, "auroc": auc, "support": support}
-        if support:
-            recalls.append(recall)
-        if not math.isnan(auc):
-            aucs.append(auc)
-    return {"n": int(len(y)), "accuracy": float((pred == y).mean()) if len(y) else float("nan"),
-            "balanced_accuracy": float(np.mean(recalls)) if recalls else float("nan"),
-            "auroc_macro": float(np.mean(aucs)) if aucs else float("nan"), "per_class": per}
 
 
 # -- training ---------------------------------------------------------------------------------------------------
@@ -371,21 +317,11 @@ def zero_shot_descriptor_features(clip, classes, descriptors):
     """``(C, D)``: each class's normalised mean of its normalised descriptor features."""
     import torch
 
+    from .clip import class_embedding
     from .prompt_learning import descriptor_text
 
-    feats = []
-    for c in classes:
-        f = clip.encode_texts([descriptor_text(d) for d in descriptors[c]]).clone()
-        feats.append(torch.nn.functional.normalize(f.mean(0), dim=-1))
-    return torch.stack(feats)
-
-
-def _scores(clip, image_features, class_features) -> np.ndarray:
-    import torch
-
-    with torch.no_grad():
-        logits = clip.logit_scale() * image_features.float() @ class_features.float().T
-        return torch.softmax(logits, dim=-1).double().cpu().numpy()
+    return torch.stack([class_embedding(clip.encode_texts([descriptor_text(d) for d in descriptors[c]]))
+                        for c in classes])
 
 
 # -- the whole run ----------------------------------------------------------------------------------------------
@@ -443,10 +379,10 @@ def run_learning(clip, data, descriptors, config: TrainConfig, methods=None, tem
     y_eval = data.labels[eval_idx]
     evaluation = {}
     zs, zs_prompts = zero_shot_class_features(clip, data.classes, template, modality)
-    evaluation["zero-shot (class names)"] = classification_metrics(_scores(clip, eval_f, zs), y_eval, data.classes)
+    evaluation["zero-shot (class names)"] = classification_metrics(clip.probabilities(eval_f, zs), y_eval, data.classes)
     if descriptors:
         zd = zero_shot_descriptor_features(clip, data.classes, descriptors)
-        evaluation["zero-shot (descriptors)"] = classification_metrics(_scores(clip, eval_f, zd), y_eval,
+        evaluation["zero-shot (descriptors)"] = classification_metrics(clip.probabilities(eval_f, zd), y_eval,
                                                                        data.classes)
     prompts, histories = {}, {}
     for m, method in enumerate(methods):
@@ -459,7 +395,7 @@ def run_learning(clip, data, descriptors, config: TrainConfig, methods=None, tem
         import torch
 
         with torch.no_grad():
-            scores = _scores(clip, eval_f, outcome.learner.class_features())
+            scores = clip.probabilities(eval_f, outcome.learner.class_features())
         metrics = classification_metrics(scores, y_eval, data.classes)
         evaluation[METHOD_NAMES[method]] = metrics
         histories[method] = outcome.history
@@ -479,167 +415,3 @@ def run_learning(clip, data, descriptors, config: TrainConfig, methods=None, tem
 
 
 METHOD_NAMES = {"vip": "ViP (context + merge prompts)", "coop": "CoOp (context + class name)"}
-
-
-# -- the artifact -----------------------------------------------------------------------------------------------
-@dataclass
-class LearnedPrompts:
-    """Learned prompts and where they came from; saved with ``torch.save`` as plain tensors + JSON text.
-
-    Attributes
-    ----------
-    method : str
-    classes : list of str
-    descriptors : dict
-        ``{class: [descriptor, ...]}`` the prompts were built from (CoOp: ``{class: [class]}``).
-    state : dict
-        ``{name: torch.Tensor}`` the learned tensors (context vectors; query, W_q, W_k for ViP).
-    model : dict
-        The CLIP :class:`~napari_vip.models.spec.ModelSpec` as a dict.
-    weights_sha256 : str or None
-        Of the CLIP weight file (``None`` for an untrained model).
-    config : dict
-        :class:`TrainConfig` fields.
-    metrics, history, data : dict / list
-        Evaluation, per-epoch training record, and what the prompts were trained on.
-    """
-
-    method: str
-    classes: list[str]
-    descriptors: dict
-    state: dict
-    model: dict
-    weights_sha256: str | None
-    config: dict
-    metrics: dict = field(default_factory=dict)
-    history: list = field(default_factory=list)
-    data: dict = field(default_factory=dict)
-    embed_dim: int = 0
-    text_width: int = 0
-    napari_vip_version: str = ""
-    created: str = ""
-
-    @property
-    def untrained(self) -> bool:
-        return bool(self.model.get("untrained"))
-
-    @classmethod
-    def from_learner(cls, learner, clip, config: TrainConfig, metrics=None, history=None, data=None):
-        from .. import __version__
-
-        tower = learner.context.tower
-        return cls(learner.method, list(learner.classes), {c: list(v) for c, v in learner.descriptors.items()},
-                   learner.trainable_state(), clip.spec.to_dict(), clip.sha256, config.to_dict(), metrics or {},
-                   history or [], data or {}, tower.embed_dim, tower.width, __version__,
-                   time.strftime("%Y-%m-%dT%H:%M:%S"))
-
-    def meta(self) -> dict:
-        d = asdict(self)
-        d.pop("state")
-        return d
-
-    def save(self, path) -> str:
-        """Write ``{"format", "version", "meta": JSON text, "tensors": {name: tensor}}`` to ``path``."""
-        import torch
-
-        p = Path(path).expanduser()
-        if p.parent and not p.parent.exists():
-            raise VipInputError(f"Folder {str(p.parent)!r} for the learned prompts does not exist.")
-        payload = {"format": FILE_FORMAT, "version": FILE_VERSION,
-                   "meta": json.dumps(self.meta(), default=_json_default, allow_nan=True),
-                   "tensors": {k: v.detach().cpu().contiguous() for k, v in self.state.items()}}
-        torch.save(payload, str(p))
-        return str(p)
-
-    @classmethod
-    def load(cls, path) -> "LearnedPrompts":
-        """Read a learned-prompts file with ``torch.load(weights_only=True)``; refuses anything else."""
-        import pickle
-
-        import torch
-
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise VipInputError(f"Learned prompts file {str(p)!r} does not exist.")
-        try:
-            payload = torch.load(str(p), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            raise VipInputError(f"Refused to load {str(p)!r}: it carries code or objects other than tensors; "
-                                "it is not a napari-vip learned-prompts file.") from None
-        except (RuntimeError, EOFError, OSError, ValueError) as exc:
-            raise VipInputError(f"Could not read learned prompts {str(p)!r} ({str(exc).splitlines()[0][:200]}).") \
-                from None
-        if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
-            raise VipInputError(f"{str(p)!r} is not a napari-vip learned-prompts file (make one with "
-                                "`napari-vip learn` or the VIP learn dock).")
-        if payload.get("version") != FILE_VERSION:
-            raise VipInputError(f"{str(p)!r} has learned-prompts format version {payload.get('version')}; this "
-                                f"napari-vip reads version {FILE_VERSION}.")
-        meta = json.loads(payload["meta"])
-        fields = {k: meta[k] for k in cls.__dataclass_fields__ if k in meta and k != "state"}
-        return cls(state=dict(payload["tensors"]), **fields)
-
-    def check_model(self, clip) -> list[str]:
-        """Refuse a CLIP model other than the one the prompts were learned with; returns notes.
-
-        Same architecture and, for real weights, the same weights sha256.  Untrained models of the same
-        architecture are accepted with a note (their random weights differ between loads).
-        """
-        mine = self.model
-        theirs = clip.spec.to_dict()
-        desc = _describe(mine, self.weights_sha256)
-        if mine.get("arch") != theirs.get("arch") or bool(mine.get("untrained")) != bool(theirs.get("untrained")) \
-                or (not clip.untrained and self.weights_sha256 != clip.sha256):
-            raise VipInputError(
-                f"These learned prompts were trained with CLIP {desc}; the chosen model is "
-                f"{_describe(theirs, clip.sha256)}. Prompts only work with the model they were learned on: "
-                "choose that model, or learn prompts for this one.")
-        notes = []
-        if clip.untrained:
-            notes.append("learned prompts and model are both untrained (random weights): scores are meaningless")
-        return notes
-
-    def build(self, clip):
-        """A :class:`~napari_vip.models.prompt_learning.PromptLearner` on ``clip`` holding these prompts."""
-        import torch
-
-        from .prompt_learning import PromptLearner, TextTower
-
-        self.check_model(clip)
-        tower = TextTower(clip.model, clip.tokenizer)
-        cfg = self.config
-        with torch.no_grad():
-            learner = PromptLearner(tower, self.classes, self.descriptors if self.method == "vip" else None,
-                                    self.method, int(cfg.get("n_ctx", 4)), bool(cfg.get("class_specific", False)),
-                                    clip.logit_scale())
-        learner.load_trainable_state(self.state)
-        return learner.eval()
-
-    def class_features(self, clip):
-        """``(C, D)`` normalised class embeddings for ``clip`` (replaces zero-shot text embeddings)."""
-        import torch
-
-        learner = self.build(clip)
-        with torch.no_grad():
-            return learner.class_features().detach()
-
-    def summary(self) -> dict:
-        return {"method": self.method, "classes": list(self.classes), "model": self.model,
-                "weights_sha256": self.weights_sha256, "n_descriptors": {c: len(v) for c, v in self.descriptors.items()},
-                "created": self.created}
-
-
-def _describe(model: dict, sha: str | None) -> str:
-    arch = model.get("arch")
-    if model.get("untrained"):
-        return f"{arch} (untrained)"
-    src = model.get("checkpoint") or model.get("pretrained") or "hub weights"
-    return f"{arch} / {src} (sha256 {sha[:12] if sha else 'unknown'}…)"
-
-
-def _json_default(obj):
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

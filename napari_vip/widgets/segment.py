@@ -266,7 +266,8 @@ class SegmentWidget(VipDock):
         except VipInputError as exc:
             self._warn(str(exc))
             return None
-        req = SegmentEmbedRequest(image.rgb, spec, window, invert, sig, self.model.device_name())
+        req = SegmentEmbedRequest(image.rgb, spec, window=window, invert=invert, image_sig=sig,
+                                  device=self.model.device_name())
         self.embed_status.setText("embedding: computing…")
         return self.bridge.submit(req, "VIP segment: image embedding", self._on_embedded, self._on_embed_error,
                                   channel="segment-embed")
@@ -356,7 +357,7 @@ class SegmentWidget(VipDock):
             text = self.text.text().strip()
             if not text:
                 raise VipInputError("Type a phrase first, e.g. 'small bright nodule'.")
-            req = TextSegmentRequest(image.rgb, text, self.clip_model.spec(), self.model.spec(),
+            req = TextSegmentRequest(image.rgb, self.model.spec(), text=text, clip=self.clip_model.spec(),
                                      multimask=self.multimask.isChecked(), window=window, invert=invert,
                                      image_sig=sig, device=self.model.device_name())
         except VipInputError as exc:

@@ -13,6 +13,7 @@ from ..core.prompts import (DEFAULT_MODALITY, DEFAULT_TEMPLATE, SUFFIXES, build_
                             marker_suffix)
 from ..models.spec import ModelSpec
 from .engine import handles
+from .learned_prompts import learned_class_features
 from .protocol import Provenance
 
 
@@ -170,8 +171,6 @@ def embedded_conditions(engine, req, progress):
 def classify(engine, req: ClassifyRequest, progress) -> ClassifyResult:
     req, notes = with_clipped_markers(req)
     if req.prompts_path:
-        from .learn import classify_with_prompts
-
         result = classify_with_prompts(engine, req, progress)
         result.notes[:0] = notes
         return result
@@ -187,3 +186,26 @@ def classify(engine, req: ClassifyRequest, progress) -> ClassifyResult:
                                                                "marker_text": list(req.marker_text),
                                                                **recipe_provenance(req.recipe)})
     return ClassifyResult(classes, results, prov, notes)
+
+
+def classify_with_prompts(engine, req, progress):
+    """Serve a :class:`ClassifyRequest` whose ``prompts_path`` is set.
+
+    Markers are rendered as usual; every condition is scored against the learned class embeddings
+    (the classes are the file's; ``req.classes``, template and marker text do not apply).
+    """
+    clip = engine.clip(req.model, req.device, progress)  # a mismatched prompts file is refused before any work
+    prompts, feats = learned_class_features(engine, clip, req.prompts_path)
+    notes = prompts.check_model(clip)
+    given = [c.strip() for c in (req.classes or []) if str(c).strip()]
+    if given and [c.casefold() for c in given] != [c.casefold() for c in prompts.classes]:
+        notes.append(f"classes come from the learned prompts ({', '.join(prompts.classes)}), not from the "
+                     f"request ({', '.join(given)})")
+    clip, conditions, img, total = embedded_conditions(engine, req, progress)  # the model is cached by now
+    probs = clip.probabilities(img, feats)
+    label = [f"learned {prompts.method} prompt: {c}" for c in prompts.classes]
+    results = [ConditionResult(name, marker, list(label), probs[k]) for k, (name, marker) in enumerate(conditions)]
+    progress(total, total, "done")
+    prov = Provenance(__version__, **clip.provenance(), extra={"learned_prompts": {
+        "path": req.prompts_path, **prompts.summary()}, **recipe_provenance(req.recipe)})
+    return ClassifyResult(list(prompts.classes), results, prov, notes)

@@ -147,9 +147,10 @@ def class_embeddings(clip, class_prompts: dict[str, list[str]]):
     also returns the per-class ``(K_c, D)`` prompt embeddings."""
     import torch
 
+    from ..models.clip import class_embedding
+
     per_class = [clip.encode_texts(ps) for ps in class_prompts.values()]
-    merged = torch.stack([torch.nn.functional.normalize(e.mean(dim=0), dim=-1) for e in per_class])
-    return merged, per_class
+    return torch.stack([class_embedding(e) for e in per_class]), per_class
 
 
 @handles(ConceptClassifyRequest)

@@ -10,6 +10,8 @@ import importlib
 from collections import OrderedDict
 from typing import Any, Callable
 
+from ..models.embedding_cache import EmbeddingCache
+
 from .protocol import Cancelled
 
 #: Modules that register request handlers.
@@ -63,6 +65,11 @@ class Engine:
     ----------
     max_models : int
         How many loaded models to keep (least recently used are dropped first).
+
+    Attributes
+    ----------
+    sam_embeddings : EmbeddingCache
+        SAM image embeddings in memory and on disk, shared by every SAM request this engine serves.
     """
 
     def __init__(self, max_models: int = 3):
@@ -70,6 +77,7 @@ class Engine:
             importlib.import_module(name)
         self.max_models = max_models
         self._models: OrderedDict[Any, Any] = OrderedDict()
+        self.sam_embeddings = EmbeddingCache()
 
     def model(self, key, build: Callable[[], Any]):
         """The cached model for ``key``, built with ``build()`` on first use."""

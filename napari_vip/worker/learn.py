@@ -1,11 +1,12 @@
-"""Prompt learning (ViP, CoOp) as a worker job, and class scores from a learned-prompts file.
+"""Prompt learning (ViP, CoOp) as a worker job.
 
 :class:`LearnRequest` trains on labelled images and saves the learned prompts; progress is reported
 once per batch (for cancellation) and once per epoch with the epoch's record as the message's data
 (``data["epoch"]``: ``method``, ``epoch``, ``epochs``, ``loss``, ``acc``, ``val_loss``, ``val_acc``), so a GUI
 plots training live from the ordinary progress messages.
 
-:func:`learned_class_features` is what classification uses when a request names a prompts file.
+Classification with a learned-prompts file is a :class:`~napari_vip.worker.classify.ClassifyRequest` with
+``prompts_path`` set.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class LearnResult:
     method: str
     out: str | None
     classes: list[str]
-    evaluation: dict  # row name -> metrics (classification_metrics)
+    evaluation: dict  # row name -> metrics (napari_vip.core.metrics.classification_metrics)
     histories: dict  # method -> list of epoch dicts
     split: dict
     dataset: dict  # counts, report
@@ -147,91 +148,3 @@ def learn(engine, req: LearnRequest, progress) -> LearnResult:
                        {m: [r.to_dict() for r in h] for m, h in run.histories.items()}, run.split,
                        {"source": data.source, "counts": data.counts(), "report": data.report.to_dict()},
                        config.to_dict(), prov, run.seconds, notes)
-
-
-def learned_class_features(engine, clip, prompts_path: str):
-    """``(prompts, features)``: the :class:`~napari_vip.models.training.LearnedPrompts` in ``prompts_path``
-    and its ``(C, D)`` normalised class embeddings for ``clip`` (cached per file version and model).
-
-    Raises VipInputError when the file was learned with another CLIP model.
-    """
-    import os
-
-    from ..models.training import LearnedPrompts
-
-    try:
-        st = os.stat(prompts_path)
-    except OSError:
-        raise VipInputError(f"Learned prompts file {prompts_path!r} does not exist.") from None
-    key = ("learned-prompts", os.path.abspath(prompts_path), st.st_mtime_ns, st.st_size, clip.spec, clip.device,
-           clip.sha256, id(clip))
-
-    def build():
-        prompts = LearnedPrompts.load(prompts_path)
-        return prompts, prompts.class_features(clip)
-
-    return engine.model(key, build)
-
-
-@dataclass
-class ScoreWithPromptsRequest:
-    """Class probabilities of plain images from learned prompts (no markers).
-
-    ``images_rgb``: list of ``(H, W, 3)`` uint8 images.
-    """
-
-    images_rgb: list
-    prompts_path: str
-    model: ModelSpec
-    device: str = "auto"
-
-
-@dataclass
-class ScoreWithPromptsResult:
-    classes: list[str]
-    probabilities: object  # (N, C) float64
-    provenance: Provenance
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return {"classes": list(self.classes), "probabilities": self.probabilities.tolist(),
-                "provenance": self.provenance.to_dict(), "untrained": self.provenance.untrained,
-                "notes": list(self.notes)}
-
-
-@handles(ScoreWithPromptsRequest)
-def score_with_prompts(engine, req: ScoreWithPromptsRequest, progress) -> ScoreWithPromptsResult:
-    progress(0, 2, "loading model")
-    clip = engine.clip(req.model, req.device, progress)
-    prompts, feats = learned_class_features(engine, clip, req.prompts_path)
-    progress(1, 2, "encoding images")
-    probs = clip.probabilities(clip.encode_images(list(req.images_rgb)), feats)
-    progress(2, 2, "done")
-    prov = Provenance(__version__, **clip.provenance(), extra={"learned_prompts": {
-        "path": req.prompts_path, **prompts.summary()}})
-    return ScoreWithPromptsResult(list(prompts.classes), probs, prov, prompts.check_model(clip))
-
-
-def classify_with_prompts(engine, req, progress):
-    """Serve a :class:`~napari_vip.worker.classify.ClassifyRequest` whose ``prompts_path`` is set.
-
-    Markers are rendered as usual; every condition is scored against the learned class embeddings
-    (the classes are the file's; ``req.classes``, template and marker text do not apply).
-    """
-    from .classify import ClassifyResult, ConditionResult, embedded_conditions
-
-    clip = engine.clip(req.model, req.device, progress)  # a mismatched prompts file is refused before any work
-    prompts, feats = learned_class_features(engine, clip, req.prompts_path)
-    notes = prompts.check_model(clip)
-    given = [c.strip() for c in (req.classes or []) if str(c).strip()]
-    if given and [c.casefold() for c in given] != [c.casefold() for c in prompts.classes]:
-        notes.append(f"classes come from the learned prompts ({', '.join(prompts.classes)}), not from the "
-                     f"request ({', '.join(given)})")
-    clip, conditions, img, total = embedded_conditions(engine, req, progress)  # the model is cached by now
-    probs = clip.probabilities(img, feats)
-    label = [f"learned {prompts.method} prompt: {c}" for c in prompts.classes]
-    results = [ConditionResult(name, marker, list(label), probs[k]) for k, (name, marker) in enumerate(conditions)]
-    progress(total, total, "done")
-    prov = Provenance(__version__, **clip.provenance(), extra={"learned_prompts": {
-        "path": req.prompts_path, **prompts.summary()}, **recipe_provenance(req.recipe)})
-    return ClassifyResult(list(prompts.classes), results, prov, notes)

@@ -8,7 +8,7 @@ in view); masks ``(H, W)`` rows first.  The widget converts napari's (row, col) 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 
 import numpy as np
 
@@ -73,27 +73,49 @@ def check_prompts(boxes_xyxy, points_xy, point_labels, hw) -> tuple[list, np.nda
 
 
 @dataclass
-class SegmentEmbedRequest:
-    """Compute (or find in the cache) the SAM embedding of an image; the GUI sends it on image open/slice change.
+class SamImageRequest:
+    """What every SAM request carries: the model input, the model, and how the embedding is found.
 
     Attributes
     ----------
     image_rgb : np.ndarray
-        ``(H, W, 3)`` uint8 model input (:func:`napari_vip.core.image.to_model_rgb` of the plane in view).
+        ``(H, W, 3)`` uint8 model input (:func:`napari_vip.core.image.to_model_rgb` of the plane in view,
+        windowed as displayed).
+    model : SamSpec
     window : (float, float) or None
-        Contrast limits used to make ``image_rgb`` (part of the cache key).
+        Contrast limits used to make ``image_rgb`` (part of the embedding cache key). Keyword only, like
+        the fields after it.
     invert : bool
+        Whether ``image_rgb`` was inverted (MONOCHROME1; part of the cache key).
     image_sig : str, optional
         :func:`~napari_vip.models.embedding_cache.image_signature` of ``image_rgb`` if the caller has it.
+    device : str
+        ``auto``, ``cuda``, ``mps`` or ``cpu``.
+    disk_cache : bool
+        Read and write embeddings of trained weights on disk as well as in memory.
     """
 
     image_rgb: np.ndarray
     model: SamSpec
+    _: KW_ONLY
     window: tuple[float, float] | None = None
     invert: bool = False
     image_sig: str | None = None
     device: str = "auto"
     disk_cache: bool = True
+
+    def embedding_options(self) -> dict:
+        """The keyword fields of :class:`SamImageRequest`, to build another SAM request on the same image."""
+        return {"window": self.window, "invert": self.invert, "image_sig": self.image_sig, "device": self.device,
+                "disk_cache": self.disk_cache}
+
+
+@dataclass
+class SegmentEmbedRequest(SamImageRequest):
+    """Compute (or find in the cache) the SAM embedding of an image; the GUI sends it on image open/slice change.
+
+    Fields: those of :class:`SamImageRequest`.
+    """
 
 
 @dataclass
@@ -111,11 +133,13 @@ class EmbedResult:
 
 
 @dataclass
-class SegmentRequest:
+class SegmentRequest(SamImageRequest):
     """Masks for prompts on an image (embedding from the cache, computed if missing).
 
     Attributes
     ----------
+    image_rgb, model, window, invert, image_sig, device, disk_cache
+        See :class:`SamImageRequest`.
     boxes_xyxy : list of (x0, y0, x1, y1)
         Several boxes are decoded as one batch, one object each.
     points_xy : list of (x, y)
@@ -127,18 +151,11 @@ class SegmentRequest:
         Three candidates per prompt, sorted by SAM's score (``best`` is the highest).
     """
 
-    image_rgb: np.ndarray
-    model: SamSpec
     boxes_xyxy: list = field(default_factory=list)
     points_xy: list = field(default_factory=list)
     point_labels: list = field(default_factory=list)
     mask_logits: np.ndarray | None = None
     multimask: bool = True
-    window: tuple[float, float] | None = None
-    invert: bool = False
-    image_sig: str | None = None
-    device: str = "auto"
-    disk_cache: bool = True
 
 
 @dataclass
@@ -194,22 +211,11 @@ def sam_model(engine, spec: SamSpec, device: str, progress=None):
     return engine.model(("sam", spec, dev), lambda: load_sam(spec, dev, say))
 
 
-def embedding_cache(engine):
-    """The engine's :class:`~napari_vip.models.embedding_cache.EmbeddingCache` (made on first use)."""
-    from ..models.embedding_cache import EmbeddingCache
-
-    cache = getattr(engine, "_sam_embedding_cache", None)
-    if cache is None:
-        cache = EmbeddingCache()
-        engine._sam_embedding_cache = cache
-    return cache
-
-
 def get_embedding(engine, model, image_rgb, window, invert, image_sig=None, disk=True, progress=None):
     """``(SamEmbedding, key, source)``: from memory, else disk, else computed (and stored in both)."""
     from ..models.embedding_cache import CachedEmbedding, embedding_key, image_signature, key_parts
 
-    cache = embedding_cache(engine)
+    cache = engine.sam_embeddings
     sig = image_sig or image_signature(image_rgb)
     args = (sig, window, invert, model.weights_id, model.spec.arch, model.spec.medsam, PREPARE_VERSION)
     key, parts = embedding_key(*args), key_parts(*args)
@@ -289,37 +295,29 @@ def segment(engine, req: SegmentRequest, progress) -> SegmentResult:
 
 # -- text to mask ------------------------------------------------------------------------------------------------
 @dataclass
-class TextSegmentRequest:
+class TextSegmentRequest(SamImageRequest):
     """Language-prompted segmentation: phrase -> patch-text similarity map -> best region -> box and positive
     points -> SAM.
 
     Attributes
     ----------
-    image_rgb : np.ndarray
-        ``(H, W, 3)`` uint8 model input (the plane in view, windowed as displayed).
+    image_rgb, model, window, invert, image_sig, device, disk_cache
+        See :class:`SamImageRequest` (``model`` is the SAM).
     text : str
         The phrase, embedded as given (e.g. ``"small bright nodule"``).
     clip : ModelSpec
         The CLIP ViT that makes the similarity map.
-    model : SamSpec
     threshold : float
         Region threshold on the normalised map (see :mod:`napari_vip.core.text_region`).
     n_points : int
         Positive points from the region (1: its peak; 2: peak and centre pixel).
     """
 
-    image_rgb: np.ndarray
     text: str
     clip: object
-    model: SamSpec
     threshold: float = 0.5
     n_points: int = 2
     multimask: bool = True
-    window: tuple[float, float] | None = None
-    invert: bool = False
-    image_sig: str | None = None
-    device: str = "auto"
-    disk_cache: bool = True
 
 
 @dataclass
@@ -373,9 +371,10 @@ def text_segment(engine, req: TextSegmentRequest, progress) -> TextSegmentResult
     heatmap, grid = patch_text_similarity(clip, image, text)
     region = region_prompt(heatmap, req.threshold, req.n_points)
     progress(2, 5, "region chosen; segmenting")
-    seg = segment(engine, SegmentRequest(image, req.model, [region.box_xyxy], region.points_xy.tolist(),
-                                         [1] * len(region.points_xy), None, req.multimask, req.window, req.invert,
-                                         req.image_sig, req.device, req.disk_cache), lambda *a: None)
+    seg = segment(engine, SegmentRequest(image, req.model, boxes_xyxy=[region.box_xyxy],
+                                         points_xy=region.points_xy.tolist(), point_labels=[1] * len(region.points_xy),
+                                         multimask=req.multimask, **req.embedding_options()),
+                  lambda done, total, step="": progress(2 + (done if total else 0), 5, step))
     progress(5, 5, "done")
     steps = [
         {"step": "similarity", "method": "patch-text cosine similarity", "text": text, **clip.provenance(),
