@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 from .. import __version__
 from ..core.errors import VipInputError
-from ..core.recipes import recipe_provenance
 from ..models.spec import ModelSpec
 from .engine import handles
 from .protocol import Provenance
