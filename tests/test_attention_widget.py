@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from conftest import NO_DISPLAY_REASON
 from napari_vip.layers import MARKERS_LAYER, ensure_markers_layer
 
 
@@ -69,10 +68,7 @@ def test_findings_follow_the_classify_dock_and_bad_class_is_refused(dock):
     from napari_vip.widgets.classify import ClassifyWidget
 
     viewer, widget, _ = dock
-    if not hasattr(viewer, "window"):
-        pytest.skip("finds the classify dock among the viewer's window docks: " + NO_DISPLAY_REASON)
-    classify = ClassifyWidget(viewer)
-    viewer.window.add_dock_widget(classify, name="VIP classify")
+    classify = ClassifyWidget(viewer)  # shares the viewer's settings: no window needed
     classify.classes.setPlainText("glaucoma\nnormal")
     widget.follow.setChecked(True)
     widget.refresh_classes()

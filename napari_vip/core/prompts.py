@@ -15,6 +15,9 @@ MODALITIES = ("chest x-ray", "fundus photograph", "dermoscopy image", "CT slice"
               "histology image")
 #: ``{modality}`` is filled first; ``{c}`` is the class and ``{suffix}`` the marker phrase.
 DEFAULT_TEMPLATE = "A {modality} with signs of {c}{suffix}."
+#: Candidate findings a dock starts with, per modality (the chest x-ray ones for any other).
+DEFAULT_FINDINGS = {"fundus photograph": ["diabetic retinopathy", "glaucoma", "normal"],
+                    "chest x-ray": ["pneumonia", "normal"]}
 
 #: Marker phrase per style; styles not listed (none, crop) add nothing.
 SUFFIXES = {

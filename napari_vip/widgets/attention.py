@@ -136,30 +136,19 @@ class AttentionWidget(VipDock):
         self.viewer.layers.events.inserted.connect(self.image_combo.refresh)
         self.viewer.layers.events.removed.connect(self.image_combo.refresh)
         self.image_combo.refresh()
+        self.bridge.settings.connect(self._on_settings)
         self.refresh_classes()
         self._on_follow(self.follow.isChecked())
 
-    # -- the classify dock -------------------------------------------------------------------------------------
-    def classify_dock(self):
-        """The viewer's VIP classify dock widget, or ``None``."""
-        from .classify import ClassifyWidget
-
-        window = getattr(self.viewer, "window", None)
-        docks = getattr(window, "dock_widgets", None)  # napari >= 0.6: name -> inner widget
-        if docks is None:  # pragma: no cover - older napari
-            docks = {k: d.widget() for k, d in getattr(window, "_dock_widgets", {}).items()}
-        for w in list(docks.values()):
-            w = getattr(w, "native", w)  # magicgui widgets wrap their Qt widget
-            if isinstance(w, ClassifyWidget):
-                return w
-            if w is not None:
-                found = w.findChildren(ClassifyWidget)
-                if found:
-                    return found[0]
-        return None
-
+    # -- the shared settings (written by the classify dock) ----------------------------------------------------
     def _following(self):
-        return self.classify_dock() if self.follow.isChecked() else None
+        """The viewer's :class:`~napari_vip.worker.viewer_settings.ViewerSettings` when following the classify
+        dock's choices (and a classify dock has written them), else ``None``."""
+        settings = self.bridge.settings
+        return settings if self.follow.isChecked() and settings.source == "classify" else None
+
+    def _on_settings(self, settings) -> None:
+        self.refresh_classes()
 
     def _on_follow(self, on: bool) -> None:
         self.refresh_classes()
@@ -167,12 +156,10 @@ class AttentionWidget(VipDock):
     def refresh_classes(self, fill_combo: bool = True) -> None:
         """Take the findings from the classify dock (when following and present) into the class list, and
         offer them in the class box (``fill_combo``; a class the user typed is kept otherwise)."""
-        dock = self._following()
-        self.model_box.setEnabled(dock is None)
-        if dock is not None:
-            names = [c.strip() for c in dock.classes.toPlainText().splitlines() if c.strip()]
-            if names:
-                self.classes.setText(", ".join(names))
+        shared = self._following()
+        self.model_box.setEnabled(shared is None)
+        if shared is not None and shared.findings:
+            self.classes.setText(", ".join(shared.findings))
         if fill_combo:
             self._fill_class_combo()
 
@@ -205,22 +192,23 @@ class AttentionWidget(VipDock):
     # -- requests ----------------------------------------------------------------------------------------------
     def build_request(self) -> AttentionRequest:
         """Read the dock and layers into a request; raises VipInputError for bad input."""
-        dock = self._following()
-        if dock is not None:
+        shared = self._following()
+        if shared is not None:
             self.refresh_classes(fill_combo=False)
         classes = check_classes(self.class_list())
         class_name, classes = check_class(self.class_combo.currentText(), classes)
         layer = self.image_layer()
         image = model_input(layer, self.viewer.dims)
-        line_width = dock.line_width.value() if dock is not None else 1
-        color = dock.color.currentText() if dock is not None else "red"
+        line_width, color = (shared.line_width, shared.color) if shared is not None else (1, "red")
         markers = []
         if MARKERS_LAYER in self.viewer.layers:
             markers = markers_from_layer(self.viewer.layers[MARKERS_LAYER], layer, line_width, default_color=color)
-        if dock is not None:
-            spec, device = dock.model.spec(), dock.model.device_name()
-            template, modality = dock.template.text(), dock.modality.currentText()
-            marker_text = tuple(s for s, b in dock.suffix_boxes.items() if b.isChecked())
+        if shared is not None:
+            if shared.model is None:
+                raise VipInputError("The classify dock's model choice is incomplete: choose its weights there, or "
+                                    "untick 'use the VIP classify dock's findings, prompts and model'.")
+            spec, device = shared.model, shared.device
+            template, modality, marker_text = shared.template, shared.modality, shared.marker_text
         else:
             spec, device = self.model.spec(), self.model.device_name()
             template, modality, marker_text = DEFAULT_TEMPLATE, DEFAULT_MODALITY, tuple(SUFFIXES)

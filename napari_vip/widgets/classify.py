@@ -19,7 +19,8 @@ from qtpy.QtWidgets import (
 
 from ..core.errors import VipInputError
 from ..core.markers import COLORS, STYLES, render_marker
-from ..core.prompts import DEFAULT_TEMPLATE, MODALITIES, SUFFIXES, check_classes, check_template
+from ..core.prompts import (DEFAULT_FINDINGS, DEFAULT_MODALITY, DEFAULT_TEMPLATE, MODALITIES, SUFFIXES,
+                            check_classes, check_template)
 from ..io.windows import WINDOW_PRESETS
 from ..layers import (
     MARKERS_LAYER,
@@ -38,8 +39,6 @@ from .model_picker import ModelPicker
 from .results_view import ProbabilityTable
 from .status_text import error_html, show_failure, untrained_prefix, warning_html
 
-DEFAULT_CLASSES = {"fundus photograph": "diabetic retinopathy\nglaucoma\nnormal",
-                   "chest x-ray": "pneumonia\nnormal"}
 
 
 class ClassifyWidget(VipDock):
@@ -59,7 +58,7 @@ class ClassifyWidget(VipDock):
         self.window_preset.addItems(["as displayed", *WINDOW_PRESETS])
         self.window_preset.setToolTip("CT window presets (Hounsfield units); the model sees the image as displayed")
         self.window_preset.textActivated.connect(self.apply_window_preset)
-        self.classes = QPlainTextEdit(DEFAULT_CLASSES["chest x-ray"])
+        self.classes = QPlainTextEdit("\n".join(DEFAULT_FINDINGS[DEFAULT_MODALITY]))
         self.classes.setPlaceholderText("one finding per line")
         self.classes.setMinimumHeight(60)
         self.classes.setMaximumHeight(110)
@@ -138,6 +137,24 @@ class ClassifyWidget(VipDock):
         self.viewer.layers.events.removed.connect(self._refresh_images)
         self._refresh_images()
         self.markers_layer()
+        for sig in (self.classes.textChanged, self.template.textChanged, self.modality.currentTextChanged,
+                    self.color.currentTextChanged, self.line_width.valueChanged, self.model.changed,
+                    *(b.toggled for b in self.suffix_boxes.values())):
+            sig.connect(lambda *_: self.publish_settings())
+        self.publish_settings()
+
+    def publish_settings(self) -> None:
+        """Write this dock's findings, prompts, marker look and model into the viewer's shared settings."""
+        try:
+            model = self.model.spec()
+        except VipInputError:
+            model = None  # an incomplete choice: followers say so when they need it
+        self.bridge.settings.update(
+            "classify", findings=[c.strip() for c in self.classes.toPlainText().splitlines() if c.strip()],
+            modality=self.modality.currentText(), template=self.template.text(),
+            marker_text=tuple(s for s, b in self.suffix_boxes.items() if b.isChecked()),
+            line_width=int(self.line_width.value()), color=self.color.currentText(), model=model,
+            device=self.model.device_name())
 
     # -- layers ------------------------------------------------------------------------------------------------
     def _refresh_images(self, event=None) -> None:
@@ -148,8 +165,8 @@ class ClassifyWidget(VipDock):
 
     def _use_modality(self, modality: str) -> None:
         self.modality.setCurrentText(modality)
-        if modality in DEFAULT_CLASSES:
-            self.classes.setPlainText(DEFAULT_CLASSES[modality])
+        if modality in DEFAULT_FINDINGS:
+            self.classes.setPlainText("\n".join(DEFAULT_FINDINGS[modality]))
 
     def image_layer(self, required: bool = True):
         """The chosen image layer (see :meth:`ImageLayerChooser.layer`)."""

@@ -30,6 +30,10 @@ class WorkerBridge(QObject):
     def __init__(self, client: WorkerClient | None = None, interval_ms: int = 25, parent=None):
         super().__init__(parent)
         self.client = client or WorkerClient()
+        from ..worker.viewer_settings import ViewerSettings
+
+        #: What the viewer's docks share (findings, prompts, marker look, CLIP model).
+        self.settings = ViewerSettings()
         self.client.on_worker_died = self.died.emit
         self.died.connect(_show_death)
         self._bars: dict[int, object] = {}

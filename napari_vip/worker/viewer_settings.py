@@ -52,9 +52,17 @@ class ViewerSettings:
         if self.color not in COLORS:
             self.color = "red"
         self.source = source
-        for listener in list(self._listeners):
-            listener(self)
+        for ref in list(self._listeners):
+            listener = ref()
+            if listener is None:
+                self._listeners.remove(ref)
+            else:
+                listener(self)
 
     def connect(self, listener: Callable) -> None:
-        """Call ``listener(settings)`` after every :meth:`update`."""
-        self._listeners.append(listener)
+        """Call ``listener(settings)`` after every :meth:`update`.  A bound method is held weakly, so a closed
+        dock is not kept alive (nor called) by the settings."""
+        import weakref
+
+        self._listeners.append(weakref.WeakMethod(listener) if hasattr(listener, "__self__")
+                               else (lambda listener=listener: listener))
