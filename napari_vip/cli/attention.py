@@ -8,6 +8,7 @@ from .common import (
     add_model_args,
     add_window_args,
     emit,
+    engine_for,
     image_block,
     marker_suffixes,
     markers_from_args,
@@ -45,7 +46,7 @@ def run(args) -> int:
 
     from ..core.errors import VipInputError
     from ..worker.attention import AttentionRequest, check_class
-    from ..worker.engine import Engine, ProgressReporter
+    from ..worker.engine import ProgressReporter
 
     if args.out and not args.out.lower().endswith(".npy"):
         raise VipInputError(f"--out {args.out!r}: give a .npy file name.")
@@ -55,7 +56,7 @@ def run(args) -> int:
     markers, notes = markers_from_args(args, image)
     req = AttentionRequest(image.rgb, markers, args.class_name, classes, args.method, model_spec_from_args(args),
                            args.template, args.modality, marker_suffixes(args), not args.no_baseline, args.device)
-    result = Engine().run(req, ProgressReporter(stderr_progress))
+    result = engine_for(args).run(req, ProgressReporter(stderr_progress))
     result.notes[:0] = notes
     d = result.to_dict()
     d["image"] = image_block(args, image)

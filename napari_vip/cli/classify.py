@@ -7,6 +7,7 @@ from .common import (
     add_model_args,
     add_window_args,
     emit,
+    engine_for,
     image_block,
     marker_suffixes,
     markers_from_args,
@@ -41,7 +42,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..worker.classify import ClassifyRequest
-    from ..worker.engine import Engine, ProgressReporter
+    from ..worker.engine import ProgressReporter
 
     if not args.classes and not getattr(args, "prompts", None):
         from ..core.errors import VipInputError
@@ -58,7 +59,7 @@ def run(args) -> int:
     req.prompts_path = getattr(args, "prompts", None)
     if args.save_rendered:
         save_rendered(args.save_rendered, image.rgb, markers)
-    result = Engine().run(req, ProgressReporter(stderr_progress))
+    result = engine_for(args).run(req, ProgressReporter(stderr_progress))
     result.notes[:0] = notes
     d = result.to_dict()
     d["image"] = image_block(args, image)

@@ -137,7 +137,7 @@ def create_app(config: ServerConfig | None = None, engine=None):
 
     app = FastAPI(title="napari-vip model server", version=__version__, docs_url=None, redoc_url=None,
                   description=__doc__)
-    app.state.scheduler, app.state.store, app.state.engine = scheduler, store, engine
+    app.state.scheduler, app.state.store, app.state.engine, app.state.device = scheduler, store, engine, device
 
     def token_problem(header: str | None) -> int | None:
         if cfg.token is None:

@@ -15,12 +15,12 @@ import io
 import itertools
 import queue
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 
-from ..worker.protocol import Cancel, Done, Failed, Job, Progress
+from ..worker.protocol import Cancel, Failed, Job, Progress
 from .wire import WireError, decode, encode, pack, provenances, unpack
 
 Callback = Callable[[object], None]
@@ -167,7 +167,7 @@ class RemoteClient:
             why = ("the server needs a token" if code == 401 else "the server refused the token" if code in (401, 403)
                    else f"HTTP {code}")
             self._inbox.put(_Lost(f"Cannot use the server at {self.url}: {why}. Check the token.", "input"))
-        except (OSError, ConnectionClosed, asyncio.TimeoutError, httpx.HTTPError, WireError) as exc:
+        except (TimeoutError, OSError, ConnectionClosed, httpx.HTTPError, WireError) as exc:
             self._inbox.put(_Lost(f"The model server at {self.url} is unreachable or went away "
                                   f"({type(exc).__name__}). Your layers are untouched; the next request reconnects."))
         finally:

@@ -14,8 +14,8 @@ import itertools
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..worker.process import failure_of
 from ..worker.protocol import Cancelled, Done, Failed, Progress

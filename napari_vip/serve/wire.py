@@ -20,7 +20,8 @@ import importlib
 import numbers
 import types
 import typing
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
