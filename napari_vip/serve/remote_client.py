@@ -77,7 +77,7 @@ class RemoteClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._outbox: asyncio.Queue | None = None
-        self._connected = False
+        self._task = None
         self.server: dict = {}
         self.restarts = 0
         self._connections = 0
@@ -99,7 +99,7 @@ class RemoteClient:
             self._thread.start()
         if self._outbox is None:
             ready = threading.Event()
-            asyncio.run_coroutine_threadsafe(self._connection(ready), self._loop)
+            self._task = asyncio.run_coroutine_threadsafe(self._connection(ready), self._loop)
             ready.wait(self.timeout_s)
 
     def shutdown(self, timeout: float = 5.0) -> None:
@@ -109,9 +109,16 @@ class RemoteClient:
         loop, self._loop = self._loop, None
         if self._outbox is not None:
             loop.call_soon_threadsafe(self._outbox.put_nowait, None)
+        if self._task is not None:
+            try:
+                self._task.result(timeout)
+            except Exception:  # noqa: BLE001  (the connection reports its own failures to the inbox)
+                self._task.cancel()
         loop.call_soon_threadsafe(loop.stop)
         self._thread.join(timeout)
-        self._outbox = None
+        if not self._thread.is_alive():
+            loop.close()
+        self._outbox = self._task = None
 
     def _headers(self) -> dict:
         return {"Authorization": f"Bearer {self._token}"} if self._token else {}
@@ -135,7 +142,7 @@ class RemoteClient:
                 hello = unpack(await ws.recv(), MAX_FRAME_BYTES)
                 self.server = {"url": self.url, "device": hello.get("device"), "version": hello.get("version")}
                 ready.set()
-                reader = asyncio.create_task(self._read(ws))
+                reader = asyncio.create_task(self._read(ws, outbox))
                 sent: dict[int, tuple] = {}
                 known: set[str] = set()
                 while True:
@@ -200,7 +207,15 @@ class RemoteClient:
                 raise _UploadRefused(f"The server refused an array ({head.status_code}); check the token.")
             known.add(digest)
 
-    async def _read(self, ws):
+    async def _read(self, ws, outbox: asyncio.Queue):
+        """Frames to the inbox until the connection ends; then wakes the sender (``None``) and returns a
+        :class:`_Lost`."""
+        try:
+            return await self._read_frames(ws, outbox)
+        finally:
+            outbox.put_nowait(None)
+
+    async def _read_frames(self, ws, outbox: asyncio.Queue):
         from websockets.exceptions import ConnectionClosed
 
         try:
@@ -208,7 +223,7 @@ class RemoteClient:
                 msg = unpack(frame, MAX_FRAME_BYTES)
                 op = msg.get("op")
                 if op == "missing":
-                    self._outbox.put_nowait(["missing", msg["job"], list(msg["digests"])])
+                    outbox.put_nowait(["missing", msg["job"], list(msg["digests"])])
                 else:
                     self._inbox.put(msg)
         except (ConnectionClosed, WireError, OSError) as exc:
