@@ -356,3 +356,41 @@ def test_server_killed_mid_job_is_reported_and_the_client_recovers():
         client.shutdown()
         proc.kill()
         proc.wait(10)
+
+
+# -- the command line ----------------------------------------------------------------------------------------------
+def test_cli_classify_with_server_equals_local(server, tiny_clip_checkpoint, tmp_path, capsys, monkeypatch):
+    import json
+
+    from PIL import Image
+
+    from napari_vip.cli.main import main
+
+    arch, ckpt = tiny_clip_checkpoint
+    path = tmp_path / "img.png"
+    Image.fromarray(image()).save(path)
+    args = [ "classify", str(path), "--box", "40", "30", "90", "60", "--classes", "nodule", "normal",
+            "--model", arch, "--checkpoint", ckpt, "--device", "cpu", "--json"]
+    assert main(args) == 0
+    local = json.loads(capsys.readouterr().out)
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    assert main(args + ["--server", server[0], "--token-file", str(token_file)]) == 0
+    remote = json.loads(capsys.readouterr().out)
+    assert remote["provenance"].pop("server")["url"] == server[0]
+    assert remote == local
+    monkeypatch.setenv("NAPARI_VIP_TOKEN", "wrong")
+    assert main(args + ["--server", server[0]]) == 2
+    assert "token" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_network_address_without_a_token(monkeypatch, capsys):
+    from napari_vip.cli.main import main
+    from napari_vip.cli.serve import check_bind
+
+    monkeypatch.delenv("NAPARI_VIP_TOKEN", raising=False)
+    assert main(["serve", "--host", "0.0.0.0", "--port", "1"]) == 2
+    assert "without a token" in capsys.readouterr().err
+    check_bind("127.0.0.1", None)
+    check_bind("::1", None)
+    check_bind("0.0.0.0", "t")
