@@ -20,13 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from napari_vip.models.spec import ModelSpec  # noqa: E402
-from napari_vip.serve.app import ServerConfig  # noqa: E402
-from napari_vip.serve.policy import ServerPolicy  # noqa: E402
-from napari_vip.serve.remote_client import RemoteClient  # noqa: E402
-from napari_vip.worker.classify import ClassifyRequest  # noqa: E402
-from napari_vip.worker.client import WorkerClient  # noqa: E402
-from test_serve import running_server  # noqa: E402
+from test_serve import running_server
+
+from napari_vip.models.spec import ModelSpec
+from napari_vip.serve.app import ServerConfig
+from napari_vip.serve.policy import ServerPolicy
+from napari_vip.serve.remote_client import RemoteClient
+from napari_vip.worker.classify import ClassifyRequest
+from napari_vip.worker.client import WorkerClient
 
 TOKEN = "bench"
 CONFIGS = ROOT / "tests" / "configs"
@@ -79,11 +80,11 @@ def main() -> None:
             for c in clients:
                 timed(c, request(img))
 
-            def viewer(c):
+            def viewer(c, lat):
                 for _ in range(args.per_client):
                     lat.append(timed(c, request(img)))
 
-            threads = [threading.Thread(target=viewer, args=(c,)) for c in clients]
+            threads = [threading.Thread(target=viewer, args=(c, lat)) for c in clients]
             t0 = time.perf_counter()
             for t in threads:
                 t.start()

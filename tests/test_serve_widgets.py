@@ -8,12 +8,12 @@ import pytest
 
 pytest.importorskip("qtpy")
 
-from napari_vip.models.spec import ModelSpec  # noqa: E402
-from napari_vip.serve.app import ServerConfig  # noqa: E402
-from napari_vip.serve.policy import ServerPolicy  # noqa: E402
-from napari_vip.worker.classify import ClassifyRequest  # noqa: E402
+from test_serve import TOKEN, running_server
 
-from test_serve import TOKEN, running_server  # noqa: E402
+from napari_vip.models.spec import ModelSpec
+from napari_vip.serve.app import ServerConfig
+from napari_vip.serve.policy import ServerPolicy
+from napari_vip.worker.classify import ClassifyRequest
 
 
 def test_remote_settings_remember_the_url_but_never_the_token(tmp_path, monkeypatch):

@@ -215,7 +215,7 @@ def create_app(config: ServerConfig | None = None, engine=None):
         def emit(msg) -> None:  # from job threads
             try:
                 frame = pack(message_to_wire(msg))
-            except Exception as exc:  # an unregistered result type: report it rather than lose the job
+            except Exception as exc:  # noqa: BLE001 -- an unregistered result type: report it rather than lose the job
                 frame = pack(message_to_wire(Failed(msg.job_id, "error", f"cannot send the result: {exc}")))
             loop.call_soon_threadsafe(outbox.put_nowait, frame)
 

@@ -177,7 +177,7 @@ class Scheduler:
         except Cancelled:
             msg = (Failed(task.job_id, "cancelled", "Cancelled.") if task.cancelled
                    else Failed(task.job_id, "stale", "A newer request replaced this one."))
-        except BaseException as exc:  # every failure is reported; the server keeps serving
+        except BaseException as exc:  # noqa: BLE001 -- every failure is reported; the server keeps serving
             msg = failure_of(task.job_id, exc)
         with self._cond:
             self.finished += 1

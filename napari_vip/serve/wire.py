@@ -239,7 +239,7 @@ def _hints(cls) -> dict:
     if cls not in _hint_cache:
         try:
             _hint_cache[cls] = typing.get_type_hints(cls)
-        except Exception:  # an annotation that does not resolve: no type checks for this class
+        except Exception:  # noqa: BLE001 -- an annotation that does not resolve: no type checks for this class
             _hint_cache[cls] = {}
     return _hint_cache[cls]
 
