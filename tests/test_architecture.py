@@ -108,8 +108,9 @@ LAYERS = {
     "io": {"core"},                                       # files in and out, npe2 readers and writers
     "worker": {"models", "core"},                         # requests, handlers, the Engine, the worker process
     "layers": {"core"},                                   # napari layer data <-> core types, Qt-free
-    "widgets": {"worker", "models", "io", "core", "layers"},  # Qt docks: event wiring only
-    "cli": {"widgets", "worker", "models", "io", "core", "layers"},  # CLI twin of every dock; `gui` opens the docks
+    "serve": {"worker", "models", "core"},                # the model server and its remote client (a transport)
+    "widgets": {"serve", "worker", "models", "io", "core", "layers"},  # Qt docks: event wiring only
+    "cli": {"widgets", "serve", "worker", "models", "io", "core", "layers"},  # CLI twin of every dock
 }
 ROOT = "napari_vip"
 

@@ -8,6 +8,7 @@ from .common import (
     add_model_args,
     add_window_args,
     emit,
+    engine_for,
     image_block,
     marker_suffixes,
     markers_from_args,
@@ -46,7 +47,7 @@ def run(args) -> int:
 
     from ..core.errors import VipInputError
     from ..worker.attention import AttentionRequest, check_class
-    from ..worker.engine import Engine, ProgressReporter
+    from ..worker.engine import ProgressReporter
 
     if args.out and not args.out.lower().endswith(".npy"):
         raise VipInputError(f"--out {args.out!r}: give a .npy file name.")
@@ -59,7 +60,7 @@ def run(args) -> int:
                            modality=args.modality, marker_text=marker_suffixes(args),
                            include_baseline=not args.no_baseline, device=args.device, notes=list(image.notes),
                            recipe=recipe_of(args))
-    result = Engine().run(req, ProgressReporter(stderr_progress))
+    result = engine_for(args).run(req, ProgressReporter(stderr_progress))
     d = result.to_dict()
     d["image"] = image_block(args, image)
     if args.out:

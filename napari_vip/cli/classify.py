@@ -7,6 +7,7 @@ from .common import (
     add_model_args,
     add_window_args,
     emit,
+    engine_for,
     image_block,
     marker_suffixes,
     markers_from_args,
@@ -42,7 +43,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..worker.classify import ClassifyRequest
-    from ..worker.engine import Engine, ProgressReporter
+    from ..worker.engine import ProgressReporter
 
     if not args.classes and not getattr(args, "prompts", None):
         from ..core.errors import VipInputError
@@ -60,7 +61,7 @@ def run(args) -> int:
                           prompts_path=getattr(args, "prompts", None), recipe=recipe_of(args))
     if args.save_rendered:
         save_rendered(args.save_rendered, image.rgb, markers, recipe_of(args))
-    result = Engine().run(req, ProgressReporter(stderr_progress))
+    result = engine_for(args).run(req, ProgressReporter(stderr_progress))
     d = result.to_dict()
     d["image"] = image_block(args, image)
     lines = untrained_warning(result.provenance.untrained)

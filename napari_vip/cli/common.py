@@ -174,3 +174,34 @@ def stderr_progress(done: int, total: int, text: str = "", data: dict | None = N
     """Progress lines on stderr (stdout stays clean for ``--json``)."""
     if text:
         sys.stderr.write(f"[{done}/{total}] {text}\n" if total else f"... {text}\n")
+
+
+# -- where requests run: this process, or a model server ---------------------------------------------------------
+#: Commands that take no ``--server``: no requests, or a language model asked from this computer.
+LOCAL_ONLY = ("gui", "serve", "symptoms")
+
+
+def add_server_args(subparsers) -> None:
+    """``--server URL`` and ``--token-file F`` on every command that runs requests."""
+    for name, p in subparsers.choices.items():
+        if name in LOCAL_ONLY:
+            continue
+        g = p.add_argument_group("model server")
+        g.add_argument("--server", default=None, metavar="URL",
+                       help="run on a `napari-vip serve` server (http[s]://host:port) instead of this computer")
+        g.add_argument("--token-file", default=None, metavar="F",
+                       help="the server's token (first line of F; default: $NAPARI_VIP_TOKEN)")
+
+
+def engine_for(args):
+    """What runs the requests of a command: an :class:`~napari_vip.worker.engine.Engine` here, or with
+    ``--server URL`` a :class:`~napari_vip.serve.remote_client.RemoteEngine` (same ``run(request, progress)``)."""
+    url = getattr(args, "server", None)
+    if url:
+        from ..serve.remote_client import RemoteEngine
+        from .serve import read_token
+
+        return RemoteEngine(url, read_token(getattr(args, "token_file", None)))
+    from ..worker.engine import Engine
+
+    return Engine()

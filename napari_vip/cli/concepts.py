@@ -13,6 +13,7 @@ from __future__ import annotations
 from .common import (
     add_window_args,
     emit,
+    engine_for,
     image_block,
     marker_suffixes,
     markers_from_args,
@@ -86,13 +87,13 @@ def read_mask(path, label: int | None = None):
 
 def run(args) -> int:
     from ..worker.concepts import RegionConceptsRequest
-    from ..worker.engine import Engine, ProgressReporter
+    from ..worker.engine import ProgressReporter
 
     image = model_image(args)
     mask = read_mask(args.mask, args.label) if args.mask else None
     req = RegionConceptsRequest(image.rgb, mask, tuple(args.box) if args.box else None, args.keyword,
                                 args.template, args.number_words)
-    result = Engine().run(req, ProgressReporter(stderr_progress))
+    result = engine_for(args).run(req, ProgressReporter(stderr_progress))
     d = result.to_dict()
     d["notes"] = list(image.notes) + list(result.concepts.notes)
     d["image"] = image_block(args, image)
@@ -176,7 +177,7 @@ def library_concepts(classes, library: str, modality: str) -> dict[str, list[str
 def run_classify_with_concepts(args) -> int:
     """``napari-vip classify ... --concepts LIBRARY.json``: concept zero-shot with the classify options."""
     from ..worker.concepts import CONCEPT_TEMPLATE, ConceptClassifyRequest
-    from ..worker.engine import Engine, ProgressReporter
+    from ..worker.engine import ProgressReporter
 
     image = model_image(args)
     markers = markers_from_args(args)
@@ -188,7 +189,7 @@ def run_classify_with_concepts(args) -> int:
                                  device=args.device, recipe=recipe_of(args), notes=list(image.notes))
     if getattr(args, "save_rendered", None):
         save_rendered(args.save_rendered, image.rgb, markers, recipe_of(args))
-    result = Engine().run(req, ProgressReporter(stderr_progress))
+    result = engine_for(args).run(req, ProgressReporter(stderr_progress))
     d = result.to_dict()
     d["image"] = image_block(args, image)
     d["library"] = str(args.concepts)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_model_args, emit, model_spec_from_args, stderr_progress, untrained_warning
+from .common import add_model_args, emit, engine_for, model_spec_from_args, stderr_progress, untrained_warning
 
 
 def add_parser(sub) -> None:
@@ -42,7 +42,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..worker.engine import Engine, ProgressReporter
+    from ..worker.engine import ProgressReporter
     from ..worker.learn import LearnRequest
 
     config = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "momentum": args.momentum,
@@ -56,7 +56,7 @@ def run(args) -> int:
     req = LearnRequest(args.data, model_spec_from_args(args), args.out, args.method, args.compare,
                        descriptors_path=library, config=config, classes=args.classes, template=args.template,
                        modality=args.modality, device=args.device)
-    result = Engine().run(req, ProgressReporter(_epoch_lines))
+    result = engine_for(args).run(req, ProgressReporter(_epoch_lines))
     lines = untrained_warning(result.provenance.untrained)
     lines += [f"note: {n}" for n in result.notes]
     counts = ", ".join(f"{c}: {n}" for c, n in result.dataset["counts"].items())

@@ -7,6 +7,7 @@ import importlib
 import sys
 
 from ..core.errors import VipInputError
+from .common import add_server_args
 
 #: Modules with ``add_parser(subparsers)``; each sets ``func(args) -> int`` on its parser.
 COMMANDS = [
@@ -17,6 +18,7 @@ COMMANDS = [
     "napari_vip.cli.segment",
     "napari_vip.cli.attention",
     "napari_vip.cli.learn",
+    "napari_vip.cli.serve",
 ]
 
 
@@ -29,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(name).add_parser(sub)
+    add_server_args(sub)
     return parser
 
 

@@ -7,7 +7,16 @@ import argparse
 
 from ..models.device import DEVICES
 from ..models.sam import SAM_ARCHS
-from .common import add_window_args, clip_spec, emit, image_block, model_image, stderr_progress, untrained_warning
+from .common import (
+    add_window_args,
+    clip_spec,
+    emit,
+    engine_for,
+    image_block,
+    model_image,
+    stderr_progress,
+    untrained_warning,
+)
 
 
 class _PointAction(argparse.Action):
@@ -89,7 +98,7 @@ def clip_spec_from_args(args):
 def run(args) -> int:
     from ..core.annotations import AnnotationStore
     from ..core.errors import VipInputError
-    from ..worker.engine import Engine, ProgressReporter
+    from ..worker.engine import ProgressReporter
     from ..worker.segment import SegmentRequest, TextSegmentRequest
 
     image = model_image(args)
@@ -102,14 +111,14 @@ def run(args) -> int:
                                  threshold=args.threshold, n_points=args.text_points, multimask=not args.single,
                                  window=image.window, invert=args.invert, device=args.device,
                                  disk_cache=not args.no_disk_cache)
-        text_result = Engine().run(req, ProgressReporter(stderr_progress))
+        text_result = engine_for(args).run(req, ProgressReporter(stderr_progress))
         result = text_result.segment
     else:
         req = SegmentRequest(image.rgb, sam_spec_from_args(args), boxes_xyxy=[tuple(b) for b in args.box],
                              points_xy=[p[:2] for p in points], point_labels=[p[2] for p in points],
                              multimask=not args.single, window=image.window, invert=args.invert, device=args.device,
                              disk_cache=not args.no_disk_cache)
-        result = Engine().run(req, ProgressReporter(stderr_progress))
+        result = engine_for(args).run(req, ProgressReporter(stderr_progress))
     result.notes[:0] = list(image.notes)
     d = text_result.to_dict() if text_result is not None else result.to_dict()
     if text_result is not None and args.heatmap:

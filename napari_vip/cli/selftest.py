@@ -19,7 +19,13 @@ def run(args) -> int:
     from ..worker.client import WorkerClient
     from ..worker.selftest import SelfTestRequest
 
-    client = WorkerClient()
+    if getattr(args, "server", None):
+        from ..serve.remote_client import RemoteClient
+        from .serve import read_token
+
+        client = RemoteClient(args.server, read_token(args.token_file))
+    else:
+        client = WorkerClient()
     done, failed, steps = [], [], []
     try:
         t0 = time.perf_counter()

@@ -35,9 +35,13 @@ def browse_row(edit, on_browse) -> QWidget:
 
 
 def device_combo() -> QComboBox:
-    """A combo box of the devices a model may run on (:data:`napari_vip.models.device.DEVICES`)."""
+    """A combo box of the devices a model may run on (:data:`napari_vip.models.device.DEVICES`) and
+    "remote server…" (a model server: :mod:`napari_vip.widgets.remote_server`)."""
+    from .remote_server import REMOTE_DEVICE, ask_when_chosen
+
     combo = QComboBox()
-    combo.addItems(DEVICES)
+    combo.addItems([*DEVICES, REMOTE_DEVICE])
+    ask_when_chosen(combo)
     return combo
 
 

@@ -42,6 +42,8 @@ class WorkerBridge(QObject):
         self._timer = QTimer(self)
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self._poll)
+        self.remote = None  # a RemoteClient once a request goes to a model server
+        self._remote_target = None
 
     def start(self) -> None:
         """Start the worker now (it also starts on the first request)."""
@@ -65,23 +67,57 @@ class WorkerBridge(QObject):
                 self._update_busy()
             return call
 
+        client, request = self._client_for(request, channel)
         if channel is not None:  # the replaced job's bar goes away with it
-            old = self.client._latest.get(channel)
+            old = client._latest.get(channel)
             if old is not None:
                 self._close_bar(old)
-        job_id = self.client.submit(request, channel, on_done=finish(on_done), on_error=finish(on_error),
-                                    on_progress=lambda msg: self._progress(msg, description, on_progress))
+        job_id = client.submit(request, channel, on_done=finish(on_done), on_error=finish(on_error),
+                               on_progress=lambda msg: self._progress(msg, description, on_progress))
         self._closed = False
         self._timer.start()
         self._update_busy()
         return job_id
 
     def cancel(self, job_id: int) -> None:
-        self.client.cancel(job_id)
+        for client in self._clients():
+            client.cancel(job_id)
 
     def cancel_all(self) -> None:
-        for job_id in list(self.client._pending):
-            self.client.cancel(job_id)
+        for client in self._clients():
+            for job_id in list(client._pending):
+                client.cancel(job_id)
+
+    # -- remote server -----------------------------------------------------------------------------------------
+    def _clients(self) -> list:
+        return [self.client] + ([self.remote] if self.remote is not None else [])
+
+    def _client_for(self, request, channel):
+        """The local worker, or for a request whose device is "remote server…" the server's client (made or
+        remade for the chosen URL and token); a channel's job on the other client is cancelled (newest wins)."""
+        from .remote_server import REMOTE_DEVICE, SETTINGS
+
+        if getattr(request, "device", None) != REMOTE_DEVICE:
+            client, other = self.client, self.remote
+        else:
+            import dataclasses
+            import itertools
+
+            from ..serve.remote_client import RemoteClient
+
+            target = (SETTINGS.url, SETTINGS.token)
+            if self.remote is None or self._remote_target != target:
+                if self.remote is not None:
+                    self.remote.shutdown()
+                self.remote = RemoteClient(SETTINGS.url, SETTINGS.token, on_worker_died=self.died.emit,
+                                           ids=itertools.count(1_000_000_001))
+                self._remote_target = target
+            client, other = self.remote, self.client
+            request = dataclasses.replace(request, device="auto")  # the server runs on its own device
+        old = other._latest.get(channel) if (other is not None and channel is not None) else None
+        if old is not None and old in other._pending:
+            other.cancel(old)
+        return client, request
 
     def shutdown(self) -> None:
         """Stop polling, close progress bars and end the worker; safe to call more than once."""
@@ -94,18 +130,21 @@ class WorkerBridge(QObject):
             pass
         for job_id in list(self._bars):
             self._close_bar(job_id)
-        self.client.shutdown()
+        for client in self._clients():
+            client.shutdown()
 
     # -- internals ---------------------------------------------------------------------------------------------
     def _poll(self) -> None:
-        self.client.poll()
-        if not self.client.busy and not self.client.alive:
+        for client in self._clients():
+            client.poll()
+        if not any(c.busy for c in self._clients()) and not self.client.alive:
             self._timer.stop()
         self._update_busy()
 
     def _update_busy(self) -> None:
-        if self.client.busy != self._busy:
-            self._busy = self.client.busy
+        busy = any(c.busy for c in self._clients())
+        if busy != self._busy:
+            self._busy = busy
             self.busy_changed.emit(self._busy)
 
     def _progress(self, msg: Progress, description: str, listener: Callable | None = None) -> None:

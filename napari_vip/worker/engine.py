@@ -37,6 +37,13 @@ def handles(request_type: type):
     return register
 
 
+def request_types() -> list[type]:
+    """Every request type an Engine serves (after its job modules are imported)."""
+    for name in JOB_MODULES:
+        importlib.import_module(name)
+    return list(_HANDLERS)
+
+
 class ProgressReporter:
     """What a handler calls between steps: ``report(done, total, text, data=None)``.
 
@@ -89,6 +96,10 @@ class Engine:
         while len(self._models) > self.max_models:
             self._models.popitem(last=False)
         return obj
+
+    def loaded_models(self) -> list[tuple]:
+        """The keys of the models in memory, least recently used first (e.g. ``("clip", spec, "cpu")``)."""
+        return list(self._models)
 
     def clip(self, spec, device: str, progress: ProgressReporter | None = None):
         """The cached :class:`~napari_vip.models.clip.ClipModel` for ``spec`` on ``device`` (``auto|cuda|mps|cpu``)."""

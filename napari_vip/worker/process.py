@@ -87,19 +87,24 @@ def serve(inbox_q, outbox_q) -> None:
         except Cancelled:
             kind = "cancelled" if job.id in inbox.cancelled else "stale"
             outbox_q.put(Failed(job.id, kind, "Cancelled." if kind == "cancelled" else "A newer request replaced this one."))
-        except VipInputError as exc:
-            outbox_q.put(Failed(job.id, "input", str(exc)))
         except BaseException as exc:  # report everything; the GUI must never hang waiting
-            if _is_out_of_memory(exc):
-                outbox_q.put(Failed(job.id, "memory", f"Out of memory: {exc}. Try a smaller image, fewer markers, "
-                                                      "or the cpu device.", traceback.format_exc()))
-                _free_memory()
-                continue
-            outbox_q.put(Failed(job.id, "error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
-            if _is_cuda_failure(exc) or not isinstance(exc, Exception):
+            outbox_q.put(failure_of(job.id, exc))
+            if not isinstance(exc, Exception) or _is_cuda_failure(exc):
                 return  # the CUDA context is unusable: end, the client starts a fresh worker
         else:
             outbox_q.put(Done(job.id, result))
+
+
+def failure_of(job_id: int, exc: BaseException) -> Failed:
+    """How a job that raised ``exc`` failed: ``input`` (VipInputError), ``memory`` (memory freed), or ``error``
+    with the traceback."""
+    if isinstance(exc, VipInputError):
+        return Failed(job_id, "input", str(exc))
+    if _is_out_of_memory(exc):
+        _free_memory()
+        return Failed(job_id, "memory", f"Out of memory: {exc}. Try a smaller image, fewer markers, or the cpu "
+                                        "device.", traceback.format_exc())
+    return Failed(job_id, "error", f"{type(exc).__name__}: {exc}", traceback.format_exc())
 
 
 def _free_memory() -> None:
