@@ -140,7 +140,8 @@ def test_classify_segment_and_attention_equal_the_local_engine(client, tiny_clip
     marker = Marker((40.0, 30.0, 90.0, 60.0), "circle")
     requests = [
         ClassifyRequest(img, [marker], ["nodule", "normal"], clip, device="cpu"),
-        SegmentRequest(img, sam, [(40.0, 30.0, 90.0, 60.0)], [[60.0, 45.0]], [1], device="cpu", disk_cache=False),
+        SegmentRequest(img, sam, boxes_xyxy=[(40.0, 30.0, 90.0, 60.0)], points_xy=[[60.0, 45.0]], point_labels=[1],
+                       device="cpu", disk_cache=False),
         AttentionRequest(img, [marker], "nodule", ["nodule", "normal"], "similarity", clip, device="cpu"),
     ]
     engine = Engine()

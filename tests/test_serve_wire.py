@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_vip.core.focus import Focus
-from napari_vip.core.llm_descriptors import LlmConfig
+from napari_vip.models.llm_descriptors import LlmConfig
 from napari_vip.core.markers import Marker
 from napari_vip.core.region_concepts import RegionConcepts
 from napari_vip.core.text_region import RegionPrompt
@@ -54,17 +54,16 @@ SAMPLES = [
     K.RegionConceptsResult(CONCEPTS, "sentence", {"p1": "x"}, PROV),
     K.DescriptorsRequest("a", "chest x-ray", LlmConfig("http://x", "m")),
     K.DescriptorsResult("a", ["d1"], PROV),
-    S.SegmentEmbedRequest(RGB, SAM, (0.0, 255.0), True, "sig"),
+    S.SegmentEmbedRequest(RGB, SAM, window=(0.0, 255.0), invert=True, image_sig="sig"),
     S.EmbedResult("key", "memory", 0.5, (5, 7), PROV),
-    S.SegmentRequest(RGB, SAM, [(0.0, 0.0, 3.0, 3.0)], [[1.0, 1.0]], [1], np.zeros((1, 4, 4), np.float32)),
+    S.SegmentRequest(RGB, SAM, boxes_xyxy=[(0.0, 0.0, 3.0, 3.0)], points_xy=[[1.0, 1.0]], point_labels=[1],
+                     mask_logits=np.zeros((1, 4, 4), np.float32)),
     SEG,
-    S.TextSegmentRequest(RGB, "nodule", MODEL, SAM),
+    S.TextSegmentRequest(RGB, SAM, text="nodule", clip=MODEL),
     S.TextSegmentResult("nodule", SEG, np.zeros((5, 7), np.float32), np.zeros((2, 2), np.float32), REGION,
                         [{"step": "sam", "untrained": True}]),
     L.LearnRequest("/data", MODEL, None, "vip", True, {"a": ["x"]}, None, {"epochs": 2}),
     L.LearnResult("vip", None, ["a"], {"vip": {"accuracy": 1.0}}, {"vip": []}, {"train": [1]}, {"n": 2}, {}, PROV),
-    L.ScoreWithPromptsRequest([RGB, RGB], "p.pt", MODEL),
-    L.ScoreWithPromptsResult(["a"], np.ones((2, 1)), PROV),
 ]
 
 

@@ -199,7 +199,7 @@ def engine_for(args):
     url = getattr(args, "server", None)
     if url:
         from ..serve.remote_client import RemoteEngine
-        from .serve import read_token
+        from ..serve.token import read_token
 
         return RemoteEngine(url, read_token(getattr(args, "token_file", None)))
     from ..worker.engine import Engine

@@ -21,7 +21,7 @@ def run(args) -> int:
 
     if getattr(args, "server", None):
         from ..serve.remote_client import RemoteClient
-        from .serve import read_token
+        from ..serve.token import read_token
 
         client = RemoteClient(args.server, read_token(args.token_file))
     else:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import sys
 
 from ..core.errors import VipInputError
 from ..models.device import DEVICES
-
-TOKEN_ENV = "NAPARI_VIP_TOKEN"
+from ..serve.token import TOKEN_ENV, read_token
 
 
 def add_parser(sub) -> None:
@@ -29,20 +27,6 @@ def add_parser(sub) -> None:
     p.add_argument("--store-mb", type=float, default=2048, help="memory for uploaded images (LRU)")
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=run)
-
-
-def read_token(token_file: str | None) -> str | None:
-    """The token of ``--token-file F`` (its first line), else ``$NAPARI_VIP_TOKEN``, else ``None``."""
-    if token_file:
-        try:
-            with open(token_file, encoding="utf-8") as f:
-                token = f.readline().strip()
-        except OSError as exc:
-            raise VipInputError(f"Cannot read the token file {token_file}: {exc.strerror}.") from None
-        if not token:
-            raise VipInputError(f"The token file {token_file} is empty.")
-        return token
-    return os.environ.get(TOKEN_ENV) or None
 
 
 def is_loopback(host: str) -> bool:

@@ -15,8 +15,7 @@ import numpy as np
 #: Request types the server runs.  Prompt learning (reads a dataset and writes a file on the server) and
 #: language-model descriptors (the server would call out with the user's key) run on the viewer's computer.
 SERVED = ("SelfTestRequest", "ClassifyRequest", "AttentionRequest", "ConceptClassifyRequest",
-          "RegionConceptsRequest", "SegmentEmbedRequest", "SegmentRequest", "TextSegmentRequest",
-          "ScoreWithPromptsRequest")
+          "RegionConceptsRequest", "SegmentEmbedRequest", "SegmentRequest", "TextSegmentRequest")
 
 #: Largest side of any array in a request (pixels).
 MAX_SIDE = 32768
@@ -51,7 +50,6 @@ ARRAY_RULES = {
     "SegmentRequest": {"image_rgb": RGB, "mask_logits": ArrayRule((2, 3), None, "f")},
     "TextSegmentRequest": {"image_rgb": RGB},
     "RegionConceptsRequest": {"image_rgb": ArrayRule((2, 3), None, "uif"), "mask": ArrayRule((2,), None, "buif")},
-    "ScoreWithPromptsRequest": {"images_rgb": RGB},
 }
 
 

@@ -35,7 +35,7 @@ WIRE_TYPES = {
     "Focus": "napari_vip.core.focus:Focus",
     "RegionPrompt": "napari_vip.core.text_region:RegionPrompt",
     "RegionConcepts": "napari_vip.core.region_concepts:RegionConcepts",
-    "LlmConfig": "napari_vip.core.llm_descriptors:LlmConfig",
+    "LlmConfig": "napari_vip.models.llm_descriptors:LlmConfig",
     # requests
     "SelfTestRequest": "napari_vip.worker.selftest:SelfTestRequest",
     "ClassifyRequest": "napari_vip.worker.classify:ClassifyRequest",
@@ -47,7 +47,6 @@ WIRE_TYPES = {
     "SegmentRequest": "napari_vip.worker.segment:SegmentRequest",
     "TextSegmentRequest": "napari_vip.worker.segment:TextSegmentRequest",
     "LearnRequest": "napari_vip.worker.learn:LearnRequest",
-    "ScoreWithPromptsRequest": "napari_vip.worker.learn:ScoreWithPromptsRequest",
     # results
     "SelfTestResult": "napari_vip.worker.selftest:SelfTestResult",
     "ClassifyResult": "napari_vip.worker.classify:ClassifyResult",
@@ -62,7 +61,6 @@ WIRE_TYPES = {
     "SegmentResult": "napari_vip.worker.segment:SegmentResult",
     "TextSegmentResult": "napari_vip.worker.segment:TextSegmentResult",
     "LearnResult": "napari_vip.worker.learn:LearnResult",
-    "ScoreWithPromptsResult": "napari_vip.worker.learn:ScoreWithPromptsResult",
 }
 
 #: Array dtypes allowed on the wire (numpy ``dtype.str``).

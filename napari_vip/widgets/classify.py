@@ -19,8 +19,15 @@ from qtpy.QtWidgets import (
 
 from ..core.errors import VipInputError
 from ..core.markers import COLORS, STYLES, render_marker
-from ..core.prompts import (DEFAULT_FINDINGS, DEFAULT_MODALITY, DEFAULT_TEMPLATE, MODALITIES, SUFFIXES,
-                            check_classes, check_template)
+from ..core.prompts import (
+    DEFAULT_FINDINGS,
+    DEFAULT_MODALITY,
+    DEFAULT_TEMPLATE,
+    MODALITIES,
+    SUFFIXES,
+    check_classes,
+    check_template,
+)
 from ..io.windows import WINDOW_PRESETS
 from ..layers import (
     MARKERS_LAYER,
@@ -38,7 +45,6 @@ from .layer_choice import ImageLayerChooser
 from .model_picker import ModelPicker
 from .results_view import ProbabilityTable
 from .status_text import error_html, show_failure, untrained_prefix, warning_html
-
 
 
 class ClassifyWidget(VipDock):

@@ -3,9 +3,7 @@ buttons and rows."""
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QWidget
-
-from ..models.device import DEVICES
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
 
 
 def browse_row(edit, on_browse) -> QWidget:
@@ -32,17 +30,6 @@ def browse_row(edit, on_browse) -> QWidget:
     button.clicked.connect(lambda *_: on_browse())
     lay.addWidget(button)
     return row
-
-
-def device_combo() -> QComboBox:
-    """A combo box of the devices a model may run on (:data:`napari_vip.models.device.DEVICES`) and
-    "remote server…" (a model server: :mod:`napari_vip.widgets.remote_server`)."""
-    from .remote_server import REMOTE_DEVICE, ask_when_chosen
-
-    combo = QComboBox()
-    combo.addItems([*DEVICES, REMOTE_DEVICE])
-    ask_when_chosen(combo)
-    return combo
 
 
 def warning_label(html: str) -> QLabel:

@@ -6,7 +6,8 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QLineEdit, QWidget
 
 from ..models.spec import DEFAULT_CLIP_ARCH, DEFAULT_UNTRAINED_ARCH, ModelSpec
-from .form_rows import browse_row, device_combo, warning_label
+from .form_rows import browse_row, warning_label
+from .remote_server import device_combo
 
 SOURCES = ("hub (BiomedCLIP)", "pretrained tag", "checkpoint file", "untrained (random weights)")
 

@@ -16,7 +16,6 @@ writes the enabled concepts to a library file (by default the user's library).
 
 from __future__ import annotations
 
-
 import numpy as np
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
@@ -41,9 +40,9 @@ from ..core.region_concepts import VARIANTS, describe_region
 from ..core.symptoms import descriptors_for, load_library, save_library, user_library_path
 from ..layers import CURRENT_LAYER, MARKERS_LAYER, image_plane, markers_from_layer, model_input
 from .dock import VipDock
-from .llm_box import LlmBox
 from .form_rows import browse_row, button, hbox
 from .layer_choice import ImageLayerChooser
+from .llm_box import LlmBox
 from .model_picker import ModelPicker
 from .results_view import ProbabilityTable
 from .status_text import show_failure, untrained_prefix, warning_html

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from qtpy.QtWidgets import QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QLineEdit
+from qtpy.QtWidgets import QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QLineEdit
 
 from .form_rows import browse_row
 
@@ -77,7 +77,7 @@ class RemoteServerDialog(QDialog):
     def _token_from_file(self) -> None:
         name, _ = QFileDialog.getOpenFileName(self, "Token file")
         if name:
-            from ..cli.serve import read_token
+            from ..serve.token import read_token
 
             self.token.setText(read_token(name) or "")
 
@@ -95,3 +95,14 @@ def ask_when_chosen(combo, settings: RemoteSettings = SETTINGS) -> None:
             combo.setCurrentIndex(0)
 
     combo.currentTextChanged.connect(on_change)
+
+
+def device_combo() -> QComboBox:
+    """A combo box of the devices a model may run on (:data:`napari_vip.models.device.DEVICES`) and
+    :data:`REMOTE_DEVICE` (a model server; choosing it asks for the server's address)."""
+    from ..models.device import DEVICES
+
+    combo = QComboBox()
+    combo.addItems([*DEVICES, REMOTE_DEVICE])
+    ask_when_chosen(combo)
+    return combo

@@ -5,7 +5,8 @@ from __future__ import annotations
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QFormLayout, QLineEdit, QWidget
 
 from ..models.sam import SAM_ARCHS, SamSpec
-from .form_rows import browse_row, device_combo, warning_label
+from .form_rows import browse_row, warning_label
+from .remote_server import device_combo
 
 SAM_SOURCES = ("untrained (random weights)", "checkpoint file")
 UNTRAINED_WARNING = ("<b style='color:#e8a33d'>Untrained SAM: random weights.</b> Masks only show the "
