@@ -32,7 +32,7 @@ def test_project_csv_reads_boxes_patients_and_reports_bad_rows(tmp_path):
     assert [s.patient_id for s in data.samples] == ["p1", "p2"]
     reasons = {d["path"].rsplit("/", 1)[-1]: d["reason"] for d in data.skipped}
     assert reasons["missing.png"] == "file does not exist"
-    assert "four numbers" in [d["reason"] for d in data.skipped if "line 5" in d["reason"]][0]
+    assert "four numbers" in next(d["reason"] for d in data.skipped if "line 5" in d["reason"])
     assert any("no area" in d["reason"] for d in data.skipped)
     assert len(data.source_sha256) == 64
 

@@ -1,0 +1,310 @@
+"""Dataset evaluation: every (sample, condition) rendered and embedded once, zero-shot probabilities per
+condition, the released code's metrics with bootstrap intervals and paired differences to ``none``.
+
+The request and result are the contract shared by the CLI, the dock and the Dask runner
+(:mod:`napari_vip.worker.dask_runner`).  Rendering (file hashing, decoding, drawing) runs in a thread pool
+ahead of the model, which embeds batches of ``batch_size`` renders; embeddings go to an
+:class:`~napari_vip.worker.embedding_store.EmbeddingStore` as each batch finishes.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import __version__
+from ..core.errors import VipInputError
+from ..core.eval_conditions import PAPER_CONDITIONS, Condition, parse_conditions
+from ..core.prompts import DEFAULT_MODALITY, DEFAULT_TEMPLATE, build_prompt, check_template
+from ..core.recipes import check_recipe, recipe_provenance, render_for_model
+from ..models.spec import ModelSpec
+from .embedding_store import EmbeddingStore, embedding_key
+from .engine import handles
+from .evaluation_metrics import bootstrap, class_report, delong_test, expected_calibration_error, released_metrics
+from .protocol import Provenance
+
+
+@dataclass
+class EvaluateRequest:
+    """Evaluate a model on labelled data under several conditions.
+
+    Attributes
+    ----------
+    data : str
+        The project's CSV, a folder of class folders, or a public metadata file (``layout``, ``images``).
+    conditions : sequence of str
+        Names from :data:`napari_vip.core.eval_conditions.CONDITIONS`; ``none`` is added when missing.
+    out_dir : str, optional
+        Where predictions.csv, metrics.json, metrics.csv and auroc.png go; the embedding store defaults to
+        ``out_dir/embeddings``.
+    bootstrap, seed : int
+        Resamples (by ``patient_id`` when the data give it) and their seed.
+    batch_size, threads : int
+        Renders per model call; threads decoding and rendering ahead of the model.
+    scheduler : str, optional
+        A Dask scheduler address: embed on that cluster instead of in this process.
+    """
+
+    data: str
+    model: ModelSpec
+    conditions: tuple[str, ...] = PAPER_CONDITIONS
+    out_dir: str | None = None
+    layout: str | None = None
+    images: str | None = None
+    metadata: str | None = None
+    classes: list[str] | None = None
+    recipe: str = "paper"
+    color: str = "red"
+    line_width: int = 1
+    text_style: str = "circle"
+    template: str = DEFAULT_TEMPLATE
+    modality: str = DEFAULT_MODALITY
+    bootstrap: int = 1000
+    seed: int = 0
+    batch_size: int = 32
+    threads: int = 4
+    device: str = "auto"
+    store: str | None = None
+    scheduler: str | None = None
+    shards: int = 0
+
+
+@dataclass
+class EvaluateResult:
+    """Per-sample probabilities and metrics per condition.
+
+    Attributes
+    ----------
+    classes : list of str
+    conditions : list of Condition
+    samples : list of EvalSample
+        The evaluated ones, in order; rows of every ``probabilities`` array.
+    labels : np.ndarray
+        ``(N,)`` int64 class index.
+    probabilities : dict
+        Condition name -> ``(N, C)`` float64.
+    metrics : dict
+        Condition name -> released metrics, ``per_class``, ``ece``, ``ci``, ``difference``,
+        ``difference_ci`` and ``delong`` (the last three against ``none``).
+    """
+
+    classes: list[str]
+    conditions: list[Condition]
+    samples: list
+    labels: np.ndarray
+    probabilities: dict
+    metrics: dict
+    prompts: dict
+    provenance: Provenance
+    skipped: list[dict] = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+    embedded: int = 0
+    files: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"classes": list(self.classes), "conditions": [c.to_dict() for c in self.conditions],
+                "metrics": self.metrics, "prompts": self.prompts, "counts": self.counts,
+                "skipped": list(self.skipped), "embedded": self.embedded, "files": dict(self.files),
+                "provenance": self.provenance.to_dict(), "untrained": self.provenance.untrained}
+
+
+def _render_sample(sample, representatives: dict, recipe: str, weights: str, known, check_box: bool):
+    """``(keys, images)`` for one sample: its embedding key per render key, and the renders not in ``known``.
+
+    Raises VipInputError for an unreadable file or a box outside the image.
+    """
+    from ..io.eval_data import file_sha256
+    from ..io.open_image import plane_from_file
+
+    try:
+        digest = file_sha256(sample.path)
+    except OSError as exc:
+        raise VipInputError(f"cannot read the file ({exc.strerror or exc})") from None
+    keys = {rk: embedding_key(digest, recipe, rk, sample.box_xyxy if rk != "none" else None, weights)
+            for rk in representatives}
+    missing = [rk for rk, k in keys.items() if k not in known]
+    if not missing and not check_box:
+        return keys, {}
+    stored = plane_from_file(sample.path)
+    h, w = stored.data.shape[:2]
+    box = sample.box_xyxy
+    if check_box and box is not None and (box[0] < 0 or box[1] < 0 or box[2] > w or box[3] > h):
+        raise VipInputError(f"box {tuple(box)} is outside the image ({w}x{h} pixels)")
+    images = {}
+    for rk in missing:
+        marker = representatives[rk].marker(box) if rk != "none" else None
+        images[keys[rk]] = render_for_model(stored.data, marker, recipe, contrast_limits=stored.window,
+                                            invert=stored.invert, rgb=stored.rgb)
+    return keys, images
+
+
+def embed_samples(encode, samples, conditions, recipe: str, weights: str, known, *, on_batch=None,
+                  batch_size: int = 32, threads: int = 4, progress=None):
+    """Render and embed every sample's conditions not in ``known``, rendering ahead of the model.
+
+    Parameters
+    ----------
+    encode : callable
+        list of ``(h, w, 3)`` uint8 -> ``(K, D)`` float32 L2-normalised embeddings.
+    known : set of str
+        Keys already embedded; updated as batches finish.
+    on_batch : callable, optional
+        ``on_batch(keys, features)`` after each model call.
+    progress : callable, optional
+        ``progress(done, total, text)`` per sample (raising :class:`~napari_vip.worker.protocol.Cancelled`
+        stops the run after the batches already embedded).
+
+    Returns
+    -------
+    keys : list
+        Per sample ``{render_key: embedding key}``, or ``None`` when it was skipped.
+    errors : dict
+        Sample index -> reason.
+    embedded : int
+        Renders sent to the model.
+    """
+    representatives = {c.render_key(): c for c in conditions}
+    check_box = any(c.needs_box for c in conditions)
+    known = known if known is not None else set()
+    keys: list = [None] * len(samples)
+    errors: dict[int, str] = {}
+    pending_keys, pending_images = [], []
+    embedded = 0
+
+    def flush():
+        nonlocal embedded
+        if pending_keys:
+            feats = np.asarray(encode(pending_images), dtype=np.float32)
+            embedded += len(pending_keys)
+            known.update(pending_keys)
+            if on_batch is not None:
+                on_batch(list(pending_keys), feats)
+            pending_keys.clear()
+            pending_images.clear()
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        window = max(2 * threads, batch_size)
+        queue: deque = deque()
+        todo = iter(range(len(samples)))
+
+        def submit():
+            i = next(todo, None)
+            if i is not None:
+                queue.append((i, pool.submit(_render_sample, samples[i], representatives, recipe, weights,
+                                             frozenset(known), check_box)))
+
+        for _ in range(window):
+            submit()
+        done = 0
+        while queue:
+            i, fut = queue.popleft()
+            submit()
+            try:
+                keys[i], images = fut.result()
+            except (VipInputError, OSError, ValueError) as exc:
+                errors[i] = str(exc)
+                images = {}
+            for k, im in images.items():
+                if k not in known and k not in pending_keys:
+                    pending_keys.append(k)
+                    pending_images.append(im)
+            if len(pending_keys) >= batch_size:
+                flush()
+            done += 1
+            if progress is not None:
+                progress(done, len(samples), f"embedded {embedded}, sample {done}/{len(samples)}")
+        flush()
+    return keys, errors, embedded
+
+
+def weights_id(clip) -> str:
+    """What identifies the weights in embedding keys: their sha256, else the spec (untrained: not stored)."""
+    return clip.sha256 or repr(clip.spec)
+
+
+def _probabilities(clip, features: np.ndarray, prompts: list[str]) -> np.ndarray:
+    import torch
+
+    img = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(clip.device)
+    return clip.probabilities(img, clip.encode_texts(prompts))
+
+
+def condition_metrics(labels, probabilities: dict, classes, reference: str, groups, n_boot: int, seed: int) -> dict:
+    """Every number of part *metrics* per condition (see :class:`EvaluateResult`)."""
+    out = {}
+    boot = bootstrap(labels, probabilities, reference, groups, n_boot, seed)
+    ref = released_metrics(labels, probabilities[reference])
+    for name, p in probabilities.items():
+        m = released_metrics(labels, p)
+        m["ece"] = expected_calibration_error(labels, p)
+        m["per_class"] = class_report(labels, p, classes)
+        m["ci"] = boot[name]["ci"]
+        if name != reference:
+            m["difference"] = {k: None if m[k] is None or ref[k] is None else m[k] - ref[k] for k in ref}
+            m["difference_ci"] = boot[name]["difference_ci"]
+            m["delong"] = delong_test(labels, p, probabilities[reference])
+        out[name] = m
+    out["_bootstrap"] = boot["_resamples"]
+    return out
+
+
+@handles(EvaluateRequest)
+def evaluate(engine, req: EvaluateRequest, progress) -> EvaluateResult:
+    from ..io.eval_data import load_eval_data
+
+    check_recipe(req.recipe)
+    check_template(req.template)
+    conditions = parse_conditions(req.conditions, req.color, req.line_width, req.text_style)
+    progress(0, 0, "reading the data")
+    data = load_eval_data(req.data, req.classes, req.layout, req.images, req.metadata)
+    if not data.has_boxes and any(c.needs_box for c in conditions):
+        raise VipInputError(
+            f"{data.source!r} has no boxes, so marker conditions "
+            f"({', '.join(c.name for c in conditions if c.needs_box)}) cannot be drawn; use a CSV with "
+            "x0,y0,x1,y1 columns, or only the conditions none and text-only.")
+    progress(0, 0, "loading model")
+    clip = engine.clip(req.model, req.device, progress)
+    weights = weights_id(clip)
+    root = req.store or (f"{req.out_dir}/embeddings" if req.out_dir else None)
+    from pathlib import Path
+
+    store = EmbeddingStore(Path(root) / weights[:16] if root and clip.sha256 else None)
+    if req.scheduler:
+        from .dask_runner import embed_on_cluster
+
+        keys, errors, embedded = embed_on_cluster(req, data.samples, conditions, weights, store, progress)
+    else:
+        keys, errors, embedded = embed_samples(
+            lambda ims: clip.encode_images(ims).cpu().numpy(), data.samples, conditions, req.recipe, weights,
+            store.keys(), on_batch=store.add, batch_size=req.batch_size, threads=req.threads, progress=progress)
+    skipped = list(data.skipped) + [{"path": data.samples[i].path, "reason": r} for i, r in sorted(errors.items())]
+    ok = [i for i, k in enumerate(keys) if k is not None]
+    samples = [data.samples[i] for i in ok]
+    labels = np.asarray([data.classes.index(s.label) for s in samples], dtype=np.int64)
+    if len({int(v) for v in labels}) < 2:
+        raise VipInputError(f"Only {len(samples)} sample(s) of {len(set(labels.tolist()))} class(es) could be "
+                            f"evaluated; skipped: {skipped[:5]}.")
+    probabilities, prompts = {}, {}
+    for c in conditions:
+        feats = np.stack([store.get(keys[i][c.render_key()]) for i in ok])
+        prompts[c.name] = [build_prompt(k, c.suffix(), req.template, req.modality) for k in data.classes]
+        probabilities[c.name] = _probabilities(clip, feats, prompts[c.name])
+    progress(0, 0, "computing metrics")
+    groups = [s.patient_id for s in samples] if all(s.patient_id for s in samples) else None
+    metrics = condition_metrics(labels, probabilities, data.classes, "none", groups, req.bootstrap, req.seed)
+    extra = {**recipe_provenance(req.recipe), "dataset": data.source, "dataset_sha256": data.source_sha256,
+             "layout": data.layout, "template": req.template, "modality": req.modality,
+             "scheduler": req.scheduler}
+    result = EvaluateResult(
+        data.classes, conditions, samples, labels, probabilities, metrics, prompts,
+        Provenance(__version__, extra=extra, **clip.provenance()), skipped,
+        {"samples": len(data.samples) + len(data.skipped), "evaluated": len(samples), "skipped": len(skipped),
+         "per_class": {k: int((labels == j).sum()) for j, k in enumerate(data.classes)}}, embedded)
+    if req.out_dir:
+        from .evaluation_outputs import write_outputs
+
+        result.files = write_outputs(result, req.out_dir)
+    return result
