@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from napari_vip.cli.main import main
 from napari_vip.core.errors import VipInputError
 from napari_vip.models.clip import ClipModel
 from napari_vip.models.spec import ModelSpec
@@ -206,3 +207,33 @@ def test_ece_of_a_hand_example():
     labels = np.array([0, 1, 0, 1])
     # bins: 0.9 -> accuracy 0.5 vs 0.9 (2 samples); 0.6 -> 1 vs 0.6; 0.7 -> 1 vs 0.7
     assert expected_calibration_error(labels, probs) == pytest.approx((2 * 0.4 + 0.4 + 0.3) / 4)
+
+
+def _probs(out):
+    with open(out / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    return np.array([[float(r["lesion"]), float(r["normal"])] for r in rows]), [(r["id"], r["condition"]) for r in rows]
+
+
+def test_cli_local_and_dask_give_the_same_probabilities(tmp_path, tiny_clip_checkpoint, capsys):
+    distributed = pytest.importorskip("distributed")
+    arch, ckpt = tiny_clip_checkpoint
+    data = make_set(tmp_path / "d", n=10)
+    common = ["evaluate", str(data), "--model", arch, "--checkpoint", ckpt, "--device", "cpu", "--bootstrap", "20",
+              "--conditions", "none", "crop", "arrow+text", "--batch-size", "4"]
+    assert main([*common, "--out", str(tmp_path / "local"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in result["conditions"]] == ["none", "crop", "arrow+text"]
+    assert result["embedded"] == 3 * 10 and result["untrained"] is False
+    assert set(result["metrics"]["crop"]["delong"]) >= {"difference", "p_value"}
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
+        assert main([*common, "--out", str(tmp_path / "dask"), "--scheduler", cluster.scheduler_address]) == 0
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0].startswith("condition") and "arrow+text" in printed
+    local, ids_local = _probs(tmp_path / "local")
+    remote, ids_remote = _probs(tmp_path / "dask")
+    assert ids_local == ids_remote
+    np.testing.assert_allclose(remote, local, atol=1e-5)
+    meta = json.loads((tmp_path / "dask" / "metrics.json").read_text())
+    assert meta["embedded"] == 3 * 10 and meta["provenance"]["scheduler"] == cluster.scheduler_address

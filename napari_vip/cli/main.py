@@ -19,6 +19,7 @@ COMMANDS = [
     "napari_vip.cli.attention",
     "napari_vip.cli.learn",
     "napari_vip.cli.serve",
+    "napari_vip.cli.evaluate",
 ]
 
 
