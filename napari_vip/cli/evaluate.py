@@ -63,8 +63,8 @@ def _fmt(v, ci=None) -> str:
 
 def table(result) -> str:
     """Condition x metric with 95% CIs and the AUROC difference to ``none``."""
-    lines = [f"{'condition':14s} {'AUROC [95% CI]':24s} {'AUPRC':7s} {'acc':7s} {'bal.acc':7s} {'MCC':7s} "
-             f"{'ECE':7s} {'dAUROC vs none [95% CI]':28s} DeLong p"]
+    lines = [(f"{'condition':14s} {'AUROC [95% CI]':24s} {'AUPRC':7s} {'acc':7s} {'bal.acc':7s} {'MCC':7s} "
+             f"{'ECE':7s} {'dAUROC vs none [95% CI]':28s} DeLong p")]
     for c in result.conditions:
         m = result.metrics[c.name]
         lo, hi = m["ci"]["auroc"] or (None, None)

@@ -8,6 +8,7 @@ resumes with what came back.  Depends on the evaluation's request types, never t
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import numpy as np
@@ -63,7 +64,7 @@ def embed_on_cluster(req, samples, conditions, weights, store, progress):
         known = store.keys()
         futures = {client.submit(embed_shard, req.model, req.device, samples[a:b], conditions, req.recipe, weights,
                                  known, req.batch_size, req.threads, pure=False): a
-                   for a, b in zip(bounds[:-1], bounds[1:]) if b > a}
+                   for a, b in itertools.pairwise(bounds) if b > a}
         keys: list = [None] * len(samples)
         errors, embedded, done = {}, 0, 0
         try:
