@@ -49,8 +49,8 @@ def test_masks_equal_sam2_image_predictor(loaded, tiny_sam2_checkpoint):
         ref.set_image(img)
         for kwargs in ({"box_xyxy": box}, {"points_xy": pts, "point_labels": labels},
                        {"box_xyxy": box, "points_xy": pts[:1], "point_labels": labels[:1]}):
-            masks, scores, low = loaded.decode(emb, multimask=True, **kwargs)
-            r_masks, r_scores, r_low = ref.predict(point_coords=kwargs.get("points_xy"),
+            masks, scores, _ = loaded.decode(emb, multimask=True, **kwargs)
+            r_masks, r_scores, _ = ref.predict(point_coords=kwargs.get("points_xy"),
                                                    point_labels=kwargs.get("point_labels"),
                                                    box=kwargs.get("box_xyxy"), multimask_output=True)
             order = np.argsort(-r_scores, kind="stable")

@@ -15,8 +15,7 @@ import numpy as np
 
 from .. import __version__
 from ..core.errors import VipInputError
-from ..models.propagation import (SlicePrompt, check_prompt, check_volume, propagate_sam1, propagate_sam2,
-                                  volume_to_rgb)
+from ..models.propagation import SlicePrompt, check_prompt, check_volume, propagate_sam1, propagate_sam2, volume_to_rgb
 from ..models.sam import SamSpec
 from ..models.sam2_family import Sam2Spec
 from .engine import handles
