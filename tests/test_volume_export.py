@@ -70,7 +70,7 @@ def test_dicom_seg_round_trip(ct_series, tmp_path):
 
 def test_dicom_seg_refuses_mismatch(ct_series, tmp_path):
     folder, _ = ct_series
-    (data, kwargs, _), = read_dicom_folder(folder)
+    (_, kwargs, _), = read_dicom_folder(folder)
     with pytest.raises(VipInputError, match="4 files"):
         write_dicom_seg(tmp_path / "x.dcm", np.ones((3, 128, 128), np.uint8), kwargs["metadata"]["vip_files"])
     with pytest.raises(VipInputError, match="empty"):
