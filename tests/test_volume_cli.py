@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
-
-from napari_vip.cli.main import main
 from test_volume_export import ct_series  # noqa: F401 - the synthetic CT series fixture
 from test_volume_propagation import phantom
+
+from napari_vip.cli.main import main
 
 
 def test_nifti_volume_with_sam2_keeps_affine(tiny_sam2_checkpoint, tmp_path, capsys, monkeypatch):

@@ -3,8 +3,6 @@ one object through a NIfTI volume or a DICOM series and save it as a 3D label ma
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from ..core.errors import VipInputError
