@@ -70,7 +70,7 @@ def main(argv=None) -> None:
             m = load_sam2(Sam2Spec(arch, untrained=True), args.device)
         models[arch] = m
         m.embed(plane)  # warm-up
-        print(f"| {arch} | {timed(lambda: m.embed(plane), args.repeats):.2f} |", flush=True)
+        print(f"| {arch} | {timed(lambda m=m: m.embed(plane), args.repeats):.2f} |", flush=True)
 
     vol = phantom(args.slices, args.size)
     rgb = volume_to_rgb(vol, (-200.0, 400.0))
