@@ -114,3 +114,23 @@ def tiny_sam_checkpoint(tmp_path_factory, tiny_sam_arch):
     path = tmp_path_factory.mktemp("sam") / "tiny_sam.pth"
     torch.save(sam.state_dict(), path)
     return tiny_sam_arch, str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_sam2_arch() -> str:
+    """Path of a tiny SAM 2.1 config (hiera-tiny's modules with a 16-wide, 5-block trunk at 128x128 and one
+    memory-attention layer): the real sam2 network family, fast on a CPU."""
+    return str(CONFIGS / "vip-tiny-sam2.json")
+
+
+@pytest.fixture(scope="session")
+def tiny_sam2_checkpoint(tmp_path_factory, tiny_sam2_arch):
+    """``(arch, path)`` of a ``{"model": state_dict}`` file (the official SAM 2.1 layout) saved from a randomly
+    initialised tiny SAM 2 (seeded)."""
+    from napari_vip.models.sam2_family import build_sam2_network
+
+    torch.manual_seed(2)
+    net = build_sam2_network(tiny_sam2_arch)
+    path = tmp_path_factory.mktemp("sam2") / "tiny_sam2.pt"
+    torch.save({"model": net.state_dict()}, path)
+    return tiny_sam2_arch, str(path)

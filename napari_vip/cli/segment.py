@@ -43,7 +43,8 @@ def add_sam_args(p) -> None:
     g.add_argument("--sam-checkpoint", default=None, metavar="PATH",
                    help="local SAM or MedSAM state dict (.pth/.pt/.safetensors)")
     g.add_argument("--sam-arch", default="vit_b",
-                   help=f"{', '.join(SAM_ARCHS)} (default vit_b), or a .json config of a custom SAM")
+                   help=f"{', '.join(SAM_ARCHS)} (default vit_b), a .json config of a custom SAM, or for "
+                        "--propagate a SAM 2 family model: sam2.1_hiera_t/_s/_b+/_l or medsam2")
     g.add_argument("--medsam", action="store_true", help="MedSAM checkpoint: MedSAM's input normalisation")
     g.add_argument("--untrained", action="store_true",
                    help="random weights of the real architecture, to try the workflow (results say untrained)")
@@ -79,6 +80,17 @@ def add_parser(sub) -> None:
     t.add_argument("--clip-pretrained", default=None, help="open_clip pretrained tag (downloads)")
     t.add_argument("--clip-checkpoint", default=None, help="local open_clip state dict")
     t.add_argument("--clip-untrained", action="store_true", help="CLIP with random weights (results say untrained)")
+    v = p.add_argument_group("volumes (NIfTI file or DICOM folder)")
+    v.add_argument("--slice", type=int, default=None, metavar="K", help="slice the prompts are drawn on")
+    v.add_argument("--propagate", action="store_true",
+                   help="propagate the object from --slice through the volume (SAM 2: video tracking; SAM: slice "
+                        "by slice); --out .nii.gz keeps the source affine, .dcm writes DICOM-SEG on the series")
+    v.add_argument("--axis", type=int, default=0, help="slice axis of the volume (default 0)")
+    v.add_argument("--slice-range", nargs=2, type=int, metavar=("FIRST", "LAST"), default=None,
+                   help="propagate no further than these slices (inclusive)")
+    v.add_argument("--iou-threshold", type=float, default=0.7,
+                   help="SAM slice by slice: stop where the predicted IoU falls below this")
+    v.add_argument("--name", default="object 1", help="segment label of the propagated object (DICOM-SEG)")
     p.add_argument("--single", action="store_true", help="one mask per prompt instead of SAM's three candidates")
     p.add_argument("--out", metavar="MASK.png", default=None,
                    help="label image of the best mask(s): object k has value k (PNG, TIFF or .npy)")
@@ -101,6 +113,12 @@ def run(args) -> int:
     from ..worker.engine import ProgressReporter
     from ..worker.segment import SegmentRequest, TextSegmentRequest
 
+    if args.propagate:
+        from .volume import run_volume
+
+        return run_volume(args)
+    if args.slice is not None and not args.index:
+        args.index = (args.slice,)
     image = model_image(args)
     points = args.points or []
     text_result = None

@@ -23,6 +23,7 @@ JOB_MODULES = [
     "napari_vip.worker.selftest",
     "napari_vip.worker.attention",
     "napari_vip.worker.evaluate",
+    "napari_vip.worker.volume",
 ]
 
 _HANDLERS: dict[type, Callable] = {}

@@ -1,0 +1,86 @@
+"""``napari-vip segment VOLUME --slice K --box X0 Y0 X1 Y1 --propagate ... --out mask.nii.gz|seg.dcm``: propagate
+one object through a NIfTI volume or a DICOM series and save it as a 3D label map or DICOM-SEG."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.errors import VipInputError
+
+
+def volume_spec(args):
+    """A :class:`Sam2Spec` for SAM 2 family ``--sam-arch`` names, else the SAM/MedSAM spec."""
+    from ..models.sam2_family import Sam2Spec, is_sam2_arch
+    from .segment import sam_spec_from_args
+
+    if is_sam2_arch(args.sam_arch):
+        if args.medsam:
+            raise VipInputError("--medsam is for SAM 1 MedSAM checkpoints; for MedSAM2 use --sam-arch medsam2.")
+        return Sam2Spec(args.sam_arch, checkpoint=args.sam_checkpoint, untrained=args.untrained)
+    return sam_spec_from_args(args)
+
+
+def save_volume_labels(path, labels: np.ndarray, layer_kwargs: dict, name: str, provenance: dict) -> list[str]:
+    """Write ``labels`` ``(Z, Y, X)`` beside its source: ``.nii/.nii.gz`` with the source affine, ``.dcm`` as
+    DICOM-SEG on the source series, ``.npy``/``.tif`` as arrays."""
+    from ..io.labels_writers import write_labels_nifti, write_labels_npy, write_labels_tiff
+
+    low = str(path).lower()
+    attrs = {"metadata": layer_kwargs.get("metadata") or {}, "scale": layer_kwargs.get("scale")}
+    if low.endswith((".nii", ".nii.gz")):
+        return write_labels_nifti(path, labels, attrs)
+    if low.endswith(".dcm"):
+        from ..io.dicom_seg import write_dicom_seg
+
+        files = attrs["metadata"].get("vip_files")
+        if not files:
+            raise VipInputError("DICOM-SEG references the DICOM series the mask was drawn on: give a DICOM folder as "
+                                "VOLUME, or save as .nii.gz.")
+        return write_dicom_seg(path, labels, files, names={1: name}, provenance=provenance)
+    if low.endswith(".npy"):
+        return write_labels_npy(path, labels)
+    if low.endswith((".tif", ".tiff")):
+        return write_labels_tiff(path, labels)
+    raise VipInputError(f"--out {path}: save a volume as .nii.gz, .dcm (DICOM-SEG), .npy or .tif.")
+
+
+def run_volume(args) -> int:
+    from ..io.open_image import open_image
+    from ..models.propagation import SlicePrompt
+    from ..worker.engine import Engine, ProgressReporter
+    from ..worker.volume import PropagateRequest
+    from .common import emit, stderr_progress, untrained_warning
+
+    if args.slice is None:
+        raise VipInputError("--propagate needs --slice K: the slice the box or clicks are drawn on.")
+    if len(args.box) > 1:
+        raise VipInputError("--propagate follows one object: give one --box.")
+    if args.text is not None:
+        raise VipInputError("--text does not propagate; segment the slice with --text, then propagate its box.")
+    data, kwargs = open_image(args.image, window=args.preset)
+    meta = kwargs.get("metadata") or {}
+    window = tuple(args.window) if args.window else meta.get("vip_window", kwargs.get("contrast_limits"))
+    pts = args.points or []
+    prompt = SlicePrompt(args.slice, box_xyxy=tuple(args.box[0]) if args.box else None,
+                         points_xy=np.array([p[:2] for p in pts], float) if pts else None,
+                         point_labels=np.array([p[2] for p in pts], int) if pts else None)
+    req = PropagateRequest(np.asarray(data), [prompt], volume_spec(args), axis=args.axis,
+                           slice_range=tuple(args.slice_range) if args.slice_range else None,
+                           window=None if window is None else (float(window[0]), float(window[1])),
+                           iou_threshold=args.iou_threshold, device=args.device, disk_cache=not args.no_disk_cache)
+    result = Engine().run(req, ProgressReporter(stderr_progress))
+    d = result.to_dict()
+    d["image"] = {"path": str(args.image), "shape": list(np.shape(data)), "window": req.window,
+                  "scale": kwargs.get("scale")}
+    if args.out:
+        labels = result.mask.astype(np.uint8)
+        d["out"] = {"labels": save_volume_labels(args.out, labels, kwargs, args.name, d)[0]}
+    lines = untrained_warning(result.provenance.untrained, "the masks mean nothing", "SAM")
+    lines += [f"note: {n}" for n in result.notes]
+    lines.append(f"propagated from slice {args.slice} through {len(result.slices)} slice(s) "
+                 f"({min(result.slices)}..{max(result.slices)}), {int(result.mask.sum())} voxels, "
+                 f"{result.seconds:.1f} s")
+    if args.out:
+        lines.append(f"saved {d['out']['labels']}")
+    emit(d, args.json, "\n".join(lines))
+    return 0

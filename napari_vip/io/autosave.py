@@ -1,0 +1,113 @@
+"""Autosave of an annotation label map and its prompt records, keyed by the image, so a crash loses nothing.
+
+Where
+-----
+``$NAPARI_VIP_AUTOSAVE`` when set, else ``platformdirs.user_cache_dir("napari-vip")/autosave``
+(``~/.cache/napari-vip/autosave`` on Linux).  One folder per image key; each save is one ``.npz`` file
+(the label map and a JSON string of the records and names) written to a temporary name and renamed, so a
+process killed mid-write leaves the previous save intact.  The newest ``keep`` saves are kept.
+
+Usage
+-----
+``key = image_key(layer.data)``; after every commit or propagation ``Autosave().save(key, labels, records,
+names)``; when an image opens, ``Autosave().latest(key)`` returns an :class:`AutosaveEntry` to offer a restore
+(``None`` when there is nothing); ``clear(key)`` after the user saved or declined.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ENV_VAR = "NAPARI_VIP_AUTOSAVE"
+
+
+def autosave_root() -> Path:
+    """The autosave folder (see module docstring)."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    try:
+        from platformdirs import user_cache_dir
+
+        return Path(user_cache_dir("napari-vip", appauthor=False)) / "autosave"
+    except ImportError:  # pragma: no cover - napari depends on platformdirs
+        return Path.home() / ".cache" / "napari-vip" / "autosave"
+
+
+def image_key(data) -> str:
+    """Content key of an image: blake2b of its dtype, shape and bytes (hex, 40 characters)."""
+    arr = np.ascontiguousarray(np.asarray(data))
+    h = hashlib.blake2b(digest_size=20)
+    h.update(f"{arr.dtype.str}{arr.shape}".encode())
+    h.update(memoryview(arr).cast("B"))
+    return h.hexdigest()
+
+
+@dataclass
+class AutosaveEntry:
+    """One save: ``labels`` (the label map as saved, any shape, integer), ``records`` (prompt records, JSON
+    values), ``names`` ``{object id: name}``, ``saved_at`` (seconds since the epoch) and its ``path``."""
+
+    labels: np.ndarray
+    records: list
+    names: dict
+    saved_at: float
+    path: Path
+
+
+class Autosave:
+    """Saves per image key under ``folder`` (default :func:`autosave_root`), keeping the newest ``keep``."""
+
+    def __init__(self, folder=None, keep: int = 3):
+        self.folder = Path(folder) if folder is not None else autosave_root()
+        self.keep = max(1, int(keep))
+
+    def _dir(self, key: str) -> Path:
+        if not key or any(c not in "0123456789abcdef" for c in key):
+            raise ValueError(f"not an image key: {key!r}")
+        return self.folder / key
+
+    def save(self, key: str, labels, records=(), names: dict | None = None) -> Path:
+        """Write a new save atomically; returns its path."""
+        d = self._dir(key)
+        d.mkdir(parents=True, exist_ok=True)
+        now = time.time()
+        meta = json.dumps({"records": list(records), "names": {str(k): v for k, v in (names or {}).items()},
+                           "saved_at": now}, default=str)
+        final = d / f"{time.time_ns():020d}.npz"
+        tmp = d / f".{final.stem}.{os.getpid()}.tmp.npz"
+        with open(tmp, "wb") as f:
+            np.savez(f, labels=np.asarray(labels), meta=np.array(meta))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+        for old in sorted(d.glob("*.npz"))[:-self.keep]:
+            old.unlink(missing_ok=True)
+        return final
+
+    def latest(self, key: str) -> AutosaveEntry | None:
+        """The newest readable save of ``key`` (an unreadable file is skipped), or ``None``."""
+        d = self._dir(key)
+        for p in sorted(d.glob("*.npz"), reverse=True) if d.is_dir() else []:
+            try:
+                with np.load(p, allow_pickle=False) as z:
+                    labels = z["labels"]
+                    meta = json.loads(str(z["meta"]))
+            except (OSError, ValueError, KeyError, json.JSONDecodeError):
+                continue
+            names = {int(k) if k.lstrip("-").isdigit() else k: v for k, v in meta.get("names", {}).items()}
+            return AutosaveEntry(labels, meta.get("records", []), names, float(meta.get("saved_at", 0)), p)
+        return None
+
+    def clear(self, key: str) -> None:
+        """Delete every save of ``key`` (after the user saved the annotations or declined to restore)."""
+        d = self._dir(key)
+        for p in d.glob("*.npz") if d.is_dir() else []:
+            p.unlink(missing_ok=True)

@@ -1,0 +1,60 @@
+"""``napari-vip segment VOLUME --slice K --box ... --propagate --out mask.nii.gz|seg.dcm --json``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from test_volume_export import ct_series  # noqa: F401 - the synthetic CT series fixture
+from test_volume_propagation import phantom
+
+from napari_vip.cli.main import main
+
+
+def test_nifti_volume_with_sam2_keeps_affine(tiny_sam2_checkpoint, tmp_path, capsys, monkeypatch):
+    import nibabel as nib
+
+    monkeypatch.setenv("NAPARI_VIP_CACHE", str(tmp_path / "cache"))
+    arch, path = tiny_sam2_checkpoint
+    vol = phantom(z=4, size=48)
+    affine = np.array([[0.8, 0, 0, -20], [0, 0.8, 0, -30], [0, 0, 2.5, 40], [0, 0, 0, 1]], float)
+    nib.save(nib.Nifti1Image(np.moveaxis(vol, 0, -1), affine), tmp_path / "ct.nii.gz")
+    rc = main(["segment", str(tmp_path / "ct.nii.gz"), "--slice", "1", "--axis", "2", "--box", "14", "6", "40", "34",
+               "--propagate",
+               "--sam-arch", arch, "--sam-checkpoint", path, "--out", str(tmp_path / "mask.nii.gz"), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["provenance"]["method"] == "sam2-video" and out["untrained"] is False
+    assert out["slices"][0] == 1 and out["prompts"][0]["box_xyxy"] == [14.0, 6.0, 40.0, 34.0]
+    img = nib.load(out["out"]["labels"])
+    src = nib.load(tmp_path / "ct.nii.gz")
+    assert img.shape == src.shape
+    np.testing.assert_allclose(img.affine, src.affine, atol=1e-5)
+
+
+def test_dicom_series_with_sam1_writes_seg(ct_series, tiny_sam_checkpoint, tmp_path, capsys, monkeypatch):  # noqa: F811
+    import pydicom
+
+    monkeypatch.setenv("NAPARI_VIP_CACHE", str(tmp_path / "cache"))
+    folder, series = ct_series
+    arch, path = tiny_sam_checkpoint
+    rc = main(["segment", str(folder), "--slice", "2", "--box", "30", "30", "90", "90", "--propagate",
+               "--iou-threshold", "-1000", "--sam-arch", arch, "--sam-checkpoint", path, "--name", "lesion",
+               "--out", str(tmp_path / "seg.dcm"), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["provenance"]["method"] == "sam-slice-by-slice"
+    assert out["voxels"] > 0
+    seg = pydicom.dcmread(out["out"]["labels"])
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series
+    assert seg.SegmentSequence[0].SegmentLabel == "lesion"
+    assert "box_xyxy" in seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0].AlgorithmParameters
+
+
+def test_bad_volume_input_exit_code(tiny_sam_arch, tmp_path, capsys):
+    np.save(tmp_path / "flat.npy", np.random.default_rng(0).random((40, 40)).astype(np.float32))
+    rc = main(["segment", str(tmp_path / "flat.npy"), "--slice", "0", "--box", "5", "5", "20", "20", "--propagate",
+               "--sam-arch", tiny_sam_arch, "--untrained"])
+    assert rc == 2 and "2D" in capsys.readouterr().err
+    np.save(tmp_path / "four.npy", np.zeros((2, 3, 16, 16), np.float32))
+    rc = main(["segment", str(tmp_path / "four.npy"), "--slice", "0", "--box", "5", "5", "10", "10", "--propagate",
+               "--sam-arch", tiny_sam_arch, "--untrained"])
+    assert rc == 2 and "4D" in capsys.readouterr().err
