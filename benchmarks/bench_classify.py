@@ -71,9 +71,9 @@ def engine_rows(arch: str, device: str, repeats: int) -> list[tuple[str, float]]
 
 def gui_gap_rows(arch: str, device: str) -> list[tuple[str, float]]:
     import napari
+    from gui_probe import EventLoopProbe, run_until
     from qtpy.QtWidgets import QApplication
 
-    from gui_probe import EventLoopProbe, run_until
     from napari_vip.widgets.classify import ClassifyWidget
 
     viewer = napari.Viewer(show=False)

@@ -38,8 +38,10 @@ def main() -> None:
         m[rr, cc] = True
         box = (n * 0.1, n * 0.1, n * 0.4, n * 0.3)
         for name, im in (("gray", gray), ("rgb", rgb)):
-            print(f"{n:>6} {name:>5} {'mask':>7} {best_of(lambda: describe_mask(im, m, 'x')) * 1e3:8.1f}")
-            print(f"{n:>6} {name:>5} {'box':>7} {best_of(lambda: describe_box(im, box, 'x')) * 1e3:8.1f}")
+            mask_s = best_of(lambda im=im, m=m: describe_mask(im, m, "x"))
+            box_s = best_of(lambda im=im, box=box: describe_box(im, box, "x"))
+            print(f"{n:>6} {name:>5} {'mask':>7} {mask_s * 1e3:8.1f}")
+            print(f"{n:>6} {name:>5} {'box':>7} {box_s * 1e3:8.1f}")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def released_loop(spec, data_csv: Path, device: str) -> float:
     from napari_vip.core.eval_conditions import parse_conditions
     from napari_vip.core.prompts import build_prompt
     from napari_vip.core.recipes import render_for_model
-    from napari_vip.io.eval_data import load_eval_data
+    from napari_vip.io.eval_loading import load_eval_data
     from napari_vip.io.open_image import plane_from_file
     from napari_vip.models.clip import load_clip
 

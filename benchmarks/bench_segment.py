@@ -89,9 +89,8 @@ def model_rows(arch: str, device: str, repeats: int) -> tuple[list, float]:
 
 def gui_rows(arch: str, device: str, predict_ms: float, repeats: int) -> list:
     import napari
-    from qtpy.QtWidgets import QApplication
-
     from gui_probe import EventLoopProbe, run_until
+    from qtpy.QtWidgets import QApplication
 
     from napari_vip.layers import MARKERS_LAYER
     from napari_vip.widgets.segment import SegmentWidget

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from napari_vip.core.annotations import AnnotationStore, sidecar_for
-from napari_vip.io.annotations_writer import write_annotations
 from napari_vip.core.errors import VipInputError
+from napari_vip.io.annotations_writer import write_annotations
 
 
 def disc(shape, center, radius):

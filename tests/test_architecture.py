@@ -106,7 +106,8 @@ LAYERS = {
     "core": set(),                                        # numpy / scikit-image / Pillow only
     "models": {"core"},                                   # torch modules, checkpoints
     "io": {"core"},                                       # files in and out, npe2 readers and writers
-    "worker": {"models", "core"},                         # requests, handlers, the Engine, the worker process
+    "worker": {"models", "io", "core"},                   # requests, handlers, the Engine; jobs that read data
+                                                          # sets (evaluation) read their files through io
     "layers": {"core"},                                   # napari layer data <-> core types, Qt-free
     "serve": {"worker", "models", "core"},                # the model server and its remote client (a transport)
     "widgets": {"serve", "worker", "models", "io", "core", "layers"},  # Qt docks: event wiring only

@@ -5,8 +5,13 @@ import pytest
 
 from napari_vip.core.errors import VipInputError
 from napari_vip.core.focus import box_mask, focus_in_box, shift_box_xyxy
-from napari_vip.models.attention import (attention_rollout, covered_region, gradcam_from_tokens, grid_to_image,
-                                         normalise_grid)
+from napari_vip.models.attention import (
+    attention_rollout,
+    covered_region,
+    gradcam_from_tokens,
+    grid_to_image,
+    normalise_grid,
+)
 
 
 # -- rollout --------------------------------------------------------------------------------------------------

@@ -48,9 +48,9 @@ def test_restore_after_sigkill(tmp_path):
         from napari_vip.io.autosave import Autosave, image_key
         image = np.arange(6 * 40 * 50, dtype=np.int16).reshape(6, 40, 50)
         e = Autosave().latest(image_key(image))
-        np.save(%r, e.labels)
+        np.save({out!r}, e.labels)
         print(json.dumps(e.records))
-    """ % str(tmp_path / "restored.npy"))
+    """).format(out=str(tmp_path / "restored.npy"))
     out = subprocess.run([sys.executable, "-c", restore], env=env, capture_output=True, text=True, check=True)
     n = __import__("json").loads(out.stdout)[0]["n"]
     assert n >= 5  # the last save reported before the kill, or one completed after it

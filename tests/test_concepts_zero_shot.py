@@ -9,8 +9,7 @@ from napari_vip.core.errors import VipInputError
 from napari_vip.core.markers import Marker, render_marker
 from napari_vip.models.spec import ModelSpec
 from napari_vip.worker.classify import ClassifyRequest
-from napari_vip.worker.concepts import (ConceptClassifyRequest, RegionConceptsRequest, check_concepts,
-                                        concept_prompt)
+from napari_vip.worker.concepts import ConceptClassifyRequest, RegionConceptsRequest, check_concepts, concept_prompt
 from napari_vip.worker.engine import Engine
 
 CONCEPTS = {"pneumonia": ["patchy consolidation", "air bronchogram.", "lobar opacity"],

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from napari_vip.core.errors import VipInputError
-from napari_vip.io.eval_data import load_eval_data
+from napari_vip.io.eval_loading import load_eval_data
 
 
 def _png(path, w=40, h=30):

@@ -180,7 +180,9 @@ def test_delong_matches_the_hand_computed_binary_case():
 
     def placements(s):
         x, y = s[pos], s[neg]
-        k = lambda u, v: 1.0 if u > v else 0.5 if u == v else 0.0
+        def k(u, v):
+            return 1.0 if u > v else 0.5 if u == v else 0.0
+
         v10 = np.array([np.mean([k(xi, yj) for yj in y]) for xi in x])
         v01 = np.array([np.mean([k(xi, yj) for xi in x]) for yj in y])
         return v10, v01, v10.mean()

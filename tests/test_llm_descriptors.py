@@ -10,9 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from napari_vip.core.errors import VipInputError
-from napari_vip.models.llm_descriptors import (LlmConfig, generate_descriptors, parse_descriptors,
-                                             request_descriptors)
 from napari_vip.core.symptoms import load_library, user_library_path
+from napari_vip.models.llm_descriptors import LlmConfig, generate_descriptors, parse_descriptors, request_descriptors
 
 
 class FakeLlm:

@@ -5,8 +5,18 @@ import pytest
 from scipy import ndimage
 
 from napari_vip.core.errors import VipInputError
-from napari_vip.core.markers import (COLORS, RENDER_SIZE, Marker, arrow_from_box, arrow_mask, box_outline_mask,
-                                     clip_markers, crop_box, ellipse_outline_mask, render_marker)
+from napari_vip.core.markers import (
+    COLORS,
+    RENDER_SIZE,
+    Marker,
+    arrow_from_box,
+    arrow_mask,
+    box_outline_mask,
+    clip_markers,
+    crop_box,
+    ellipse_outline_mask,
+    render_marker,
+)
 
 RED = np.array(COLORS["red"], np.uint8)
 

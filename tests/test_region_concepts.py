@@ -7,8 +7,17 @@ import pytest
 from skimage.draw import disk, ellipse
 
 from napari_vip.core.errors import VipInputError
-from napari_vip.core.region_concepts import (VARIANTS, box_region, color_name, describe_box, describe_mask,
-                                             describe_region, fill_template, location_name, plural)
+from napari_vip.core.region_concepts import (
+    VARIANTS,
+    box_region,
+    color_name,
+    describe_box,
+    describe_mask,
+    describe_region,
+    fill_template,
+    location_name,
+    plural,
+)
 
 H, W = 200, 300
 

@@ -28,8 +28,7 @@ def test_remote_settings_remember_the_url_but_never_the_token(tmp_path, monkeypa
 
 
 def test_device_box_offers_the_remote_server(qtbot):
-    from napari_vip.widgets.remote_server import device_combo
-    from napari_vip.widgets.remote_server import REMOTE_DEVICE
+    from napari_vip.widgets.remote_server import REMOTE_DEVICE, device_combo
 
     combo = device_combo()
     assert combo.itemText(combo.count() - 1) == REMOTE_DEVICE

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from napari_vip.core.focus import Focus
-from napari_vip.models.llm_descriptors import LlmConfig
 from napari_vip.core.markers import Marker
 from napari_vip.core.region_concepts import RegionConcepts
 from napari_vip.core.text_region import RegionPrompt
+from napari_vip.models.llm_descriptors import LlmConfig
 from napari_vip.models.sam import SamSpec
 from napari_vip.models.spec import ModelSpec
 from napari_vip.serve import wire

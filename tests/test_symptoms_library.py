@@ -7,8 +7,16 @@ import json
 import pytest
 
 from napari_vip.core.errors import VipInputError
-from napari_vip.core.symptoms import (add_to_user_library, bundled_library_path, descriptors_for, load_library,
-                                      merge_libraries, parse_library, save_library, user_library_path)
+from napari_vip.core.symptoms import (
+    add_to_user_library,
+    bundled_library_path,
+    descriptors_for,
+    load_library,
+    merge_libraries,
+    parse_library,
+    save_library,
+    user_library_path,
+)
 
 REQUIRED = ["normal lung", "pneumonia", "atelectasis", "cardiomegaly", "consolidation", "edema", "effusion",
             "emphysema", "fibrosis", "hernia", "infiltration", "mass", "nodule", "pleural thickening",

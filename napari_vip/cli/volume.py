@@ -11,7 +11,7 @@ from ..core.errors import VipInputError
 def volume_spec(args):
     """A :class:`Sam2Spec` for SAM 2 family ``--sam-arch`` names, else the SAM/MedSAM spec."""
     from ..models.sam2_family import Sam2Spec, is_sam2_arch
-    from .segment import sam_spec_from_args
+    from .sam_args import sam_spec_from_args
 
     if is_sam2_arch(args.sam_arch):
         if args.medsam:

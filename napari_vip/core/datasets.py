@@ -101,7 +101,7 @@ class LabelledImages:
     def counts(self) -> dict[str, int]:
         return {c: int((self.labels == k).sum()) for k, c in enumerate(self.classes)}
 
-    def subset(self, index) -> "LabelledImages":
+    def subset(self, index) -> LabelledImages:
         index = np.asarray(index, dtype=np.int64)
         return LabelledImages(self.classes, [self.paths[i] for i in index], self.labels[index],
                               [self.boxes[i] for i in index], self.source, self.report)

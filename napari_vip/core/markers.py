@@ -99,7 +99,7 @@ class Marker:
         return d
 
     @classmethod
-    def from_arrow(cls, tail_xy, head_xy, color: str = "red", line_width: int = 1) -> "Marker":
+    def from_arrow(cls, tail_xy, head_xy, color: str = "red", line_width: int = 1) -> Marker:
         """A marker from a drawn arrow.  Its box is the square centred on the head whose side is the
         arrow's length, so box-based styles (bbox, circle, crop) and the focus metric have a region."""
         (tx, ty), (hx, hy) = (float(v) for v in tail_xy), (float(v) for v in head_xy)

@@ -138,7 +138,7 @@ def read_dicom_files(paths, window: str | None = None, where: str = "the selecte
             parts.append(f"{len(scan.no_pixels)} without pixel data (e.g. {scan.no_pixels[0].name})")
         raise VipInputError(f"No DICOM images in {where}: of {scan.n_files} file(s), {'; '.join(parts)}.")
     layers = []
-    for uid, headers in sorted(scan.series.items(), key=lambda kv: _series_key(kv[1])):
+    for _uid, headers in sorted(scan.series.items(), key=lambda kv: _series_key(kv[1])):
         if len(headers) == 1 or any(h.frames > 1 for h in headers):
             for h in headers:  # single images and multi-frame files: one layer each
                 layers.extend(read_dicom_file(h.path, window=window))

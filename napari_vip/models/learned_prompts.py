@@ -91,7 +91,7 @@ class LearnedPrompts:
         return str(p)
 
     @classmethod
-    def load(cls, path) -> "LearnedPrompts":
+    def load(cls, path) -> LearnedPrompts:
         """Read a learned-prompts file with ``torch.load(weights_only=True)``; refuses anything else."""
         import pickle
 

@@ -59,7 +59,7 @@ class LlmConfig:
     timeout_s: float = DEFAULT_TIMEOUT_S
 
     @classmethod
-    def from_env(cls, **overrides) -> "LlmConfig":
+    def from_env(cls, **overrides) -> LlmConfig:
         """From ``NAPARI_VIP_LLM_URL``, ``NAPARI_VIP_LLM_MODEL``, ``NAPARI_VIP_LLM_KEY_ENV``; non-empty
         ``overrides`` win."""
         vals = {"url": os.environ.get(URL_ENV, ""), "model": os.environ.get(MODEL_ENV, ""),
@@ -164,7 +164,7 @@ def request_descriptors(class_name: str, modality: str, config: LlmConfig, n: in
         hint = " Check the API key variable." if exc.code in (401, 403) else ""
         raise VipInputError(f"The language model at {url} refused the request: HTTP {exc.code} {exc.reason}"
                             f"{': ' + detail if detail else ''}.{hint}") from None
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         raise VipInputError(f"The language model at {url} did not answer within {config.timeout_s:g} s; "
                             "try again, or use a faster model or a longer timeout.") from None
     except urllib.error.URLError as exc:

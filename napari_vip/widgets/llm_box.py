@@ -7,7 +7,7 @@ named in the form, never stored.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from qtpy.QtWidgets import QFormLayout, QLineEdit, QPushButton, QWidget
 

@@ -138,7 +138,7 @@ class SegmentWidget(VipDock):
         self._contrast_timer.setInterval(300)
         self._contrast_timer.timeout.connect(self._precompute_when_in_view)
         self._embedding_wanted = False
-        self._hooked: "weakref.WeakSet" = weakref.WeakSet()  # layers whose events this dock follows
+        self._hooked: weakref.WeakSet = weakref.WeakSet()  # layers whose events this dock follows
         self._watched_dock = None
 
         self.viewer.layers.events.inserted.connect(self._refresh_images)

@@ -6,7 +6,7 @@ One bridge (one worker process) per viewer, shared by the docks so a model is lo
 from __future__ import annotations
 
 import weakref
-from typing import Callable
+from collections.abc import Callable
 
 from qtpy.QtCore import QObject, QTimer, Signal
 
@@ -178,7 +178,7 @@ def _show_death(message: str) -> None:
     show_error(message)
 
 
-_BRIDGES: "weakref.WeakKeyDictionary[object, WorkerBridge]" = weakref.WeakKeyDictionary()
+_BRIDGES: weakref.WeakKeyDictionary[object, WorkerBridge] = weakref.WeakKeyDictionary()
 
 
 def bridge_for(viewer) -> WorkerBridge:

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import __version__
+from ..core.coords import clip_box_xyxy
 from ..core.errors import VipInputError
 from ..core.focus import Focus, focus_in_box, shift_box_xyxy
 from ..core.markers import Marker, crop_box
 from ..core.paper_render import paper_crop_box
-from ..core.recipes import GUI_RECIPE, recipe_provenance
 from ..core.prompts import DEFAULT_MODALITY, DEFAULT_TEMPLATE, SUFFIXES, build_prompt, check_classes
-from ..core.coords import clip_box_xyxy
+from ..core.recipes import GUI_RECIPE, recipe_provenance
 from ..models.attention import METHODS
 from ..models.spec import ModelSpec
 from .classify import condition_suffix, marker_conditions, rendered_images, with_clipped_markers

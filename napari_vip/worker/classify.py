@@ -8,9 +8,8 @@ import numpy as np
 
 from .. import __version__
 from ..core.markers import Marker
+from ..core.prompts import DEFAULT_MODALITY, DEFAULT_TEMPLATE, SUFFIXES, build_prompt, check_classes, marker_suffix
 from ..core.recipes import GUI_RECIPE, recipe_provenance, render
-from ..core.prompts import (DEFAULT_MODALITY, DEFAULT_TEMPLATE, SUFFIXES, build_prompt, check_classes,
-                            marker_suffix)
 from ..models.spec import ModelSpec
 from .engine import handles
 from .learned_prompts import learned_class_features

@@ -9,8 +9,9 @@ from __future__ import annotations
 import itertools
 import multiprocessing as mp
 import queue
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .protocol import Cancel, Done, Failed, Job, Progress
 

@@ -17,8 +17,8 @@ import numpy as np
 from .. import __version__
 from ..core.errors import VipInputError
 from ..core.markers import Marker
-from ..core.recipes import GUI_RECIPE, recipe_provenance
 from ..core.prompts import DEFAULT_MODALITY, SUFFIXES, check_classes, check_template_fields, with_suffix_field
+from ..core.recipes import GUI_RECIPE, recipe_provenance
 from ..models.spec import ModelSpec
 from .classify import condition_suffix, embedded_conditions, with_clipped_markers
 from .engine import handles

@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 
-from .evaluate import embed_samples
+from .evaluation_embedding import embed_samples
 
 _CLIPS: dict = {}
 _LOCK = threading.Lock()

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import importlib
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..models.embedding_cache import EmbeddingCache
-
 from .protocol import Cancelled
 
 #: Modules that register request handlers.

@@ -9,8 +9,6 @@ ahead of the model, which embeds batches of ``batch_size`` renders; embeddings g
 
 from __future__ import annotations
 
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,10 +17,11 @@ from .. import __version__
 from ..core.errors import VipInputError
 from ..core.eval_conditions import PAPER_CONDITIONS, Condition, parse_conditions
 from ..core.prompts import DEFAULT_MODALITY, DEFAULT_TEMPLATE, build_prompt, check_template
-from ..core.recipes import check_recipe, recipe_provenance, render_for_model
+from ..core.recipes import check_recipe, recipe_provenance
 from ..models.spec import ModelSpec
-from .embedding_store import EmbeddingStore, embedding_key
+from .embedding_store import EmbeddingStore
 from .engine import handles
+from .evaluation_embedding import embed_samples
 from .evaluation_metrics import bootstrap, class_report, delong_test, expected_calibration_error, released_metrics
 from .protocol import Provenance
 
@@ -111,115 +110,6 @@ class EvaluateResult:
                 "provenance": self.provenance.to_dict(), "untrained": self.provenance.untrained}
 
 
-def _render_sample(sample, representatives: dict, recipe: str, weights: str, known, check_box: bool):
-    """``(keys, images)`` for one sample: its embedding key per render key, and the renders not in ``known``.
-
-    Raises VipInputError for an unreadable file or a box outside the image.
-    """
-    from ..io.eval_data import file_sha256
-    from ..io.open_image import plane_from_file
-
-    try:
-        digest = file_sha256(sample.path)
-    except OSError as exc:
-        raise VipInputError(f"cannot read the file ({exc.strerror or exc})") from None
-    keys = {rk: embedding_key(digest, recipe, rk, sample.box_xyxy if rk != "none" else None, weights)
-            for rk in representatives}
-    missing = [rk for rk, k in keys.items() if k not in known]
-    if not missing and not check_box:
-        return keys, {}
-    stored = plane_from_file(sample.path)
-    h, w = stored.data.shape[:2]
-    box = sample.box_xyxy
-    if check_box and box is not None and (box[0] < 0 or box[1] < 0 or box[2] > w or box[3] > h):
-        raise VipInputError(f"box {tuple(box)} is outside the image ({w}x{h} pixels)")
-    images = {}
-    for rk in missing:
-        marker = representatives[rk].marker(box) if rk != "none" else None
-        images[keys[rk]] = render_for_model(stored.data, marker, recipe, contrast_limits=stored.window,
-                                            invert=stored.invert, rgb=stored.rgb)
-    return keys, images
-
-
-def embed_samples(encode, samples, conditions, recipe: str, weights: str, known, *, on_batch=None,
-                  batch_size: int = 32, threads: int = 4, progress=None):
-    """Render and embed every sample's conditions not in ``known``, rendering ahead of the model.
-
-    Parameters
-    ----------
-    encode : callable
-        list of ``(h, w, 3)`` uint8 -> ``(K, D)`` float32 L2-normalised embeddings.
-    known : set of str
-        Keys already embedded; updated as batches finish.
-    on_batch : callable, optional
-        ``on_batch(keys, features)`` after each model call.
-    progress : callable, optional
-        ``progress(done, total, text)`` per sample (raising :class:`~napari_vip.worker.protocol.Cancelled`
-        stops the run after the batches already embedded).
-
-    Returns
-    -------
-    keys : list
-        Per sample ``{render_key: embedding key}``, or ``None`` when it was skipped.
-    errors : dict
-        Sample index -> reason.
-    embedded : int
-        Renders sent to the model.
-    """
-    representatives = {c.render_key(): c for c in conditions}
-    check_box = any(c.needs_box for c in conditions)
-    known = known if known is not None else set()
-    keys: list = [None] * len(samples)
-    errors: dict[int, str] = {}
-    pending_keys, pending_images = [], []
-    embedded = 0
-
-    def flush():
-        nonlocal embedded
-        if pending_keys:
-            feats = np.asarray(encode(pending_images), dtype=np.float32)
-            embedded += len(pending_keys)
-            known.update(pending_keys)
-            if on_batch is not None:
-                on_batch(list(pending_keys), feats)
-            pending_keys.clear()
-            pending_images.clear()
-
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        window = max(2 * threads, batch_size)
-        queue: deque = deque()
-        todo = iter(range(len(samples)))
-
-        def submit():
-            i = next(todo, None)
-            if i is not None:
-                queue.append((i, pool.submit(_render_sample, samples[i], representatives, recipe, weights,
-                                             frozenset(known), check_box)))
-
-        for _ in range(window):
-            submit()
-        done = 0
-        while queue:
-            i, fut = queue.popleft()
-            submit()
-            try:
-                keys[i], images = fut.result()
-            except (VipInputError, OSError, ValueError) as exc:
-                errors[i] = str(exc)
-                images = {}
-            for k, im in images.items():
-                if k not in known and k not in pending_keys:
-                    pending_keys.append(k)
-                    pending_images.append(im)
-            if len(pending_keys) >= batch_size:
-                flush()
-            done += 1
-            if progress is not None:
-                progress(done, len(samples), f"embedded {embedded}, sample {done}/{len(samples)}")
-        flush()
-    return keys, errors, embedded
-
-
 def weights_id(clip) -> str:
     """What identifies the weights in embedding keys: their sha256, else the spec (untrained: not stored)."""
     return clip.sha256 or repr(clip.spec)
@@ -253,7 +143,7 @@ def condition_metrics(labels, probabilities: dict, classes, reference: str, grou
 
 @handles(EvaluateRequest)
 def evaluate(engine, req: EvaluateRequest, progress) -> EvaluateResult:
-    from ..io.eval_data import load_eval_data
+    from ..io.eval_loading import load_eval_data
 
     check_recipe(req.recipe)
     check_template(req.template)

@@ -7,8 +7,8 @@ dock reaches into another.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..core.markers import COLORS
 from ..core.prompts import DEFAULT_FINDINGS, DEFAULT_MODALITY, DEFAULT_TEMPLATE, SUFFIXES
