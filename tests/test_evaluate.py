@@ -218,7 +218,7 @@ def _probs(out):
 
 
 def test_cli_local_and_dask_give_the_same_probabilities(tmp_path, tiny_clip_checkpoint, capsys):
-    distributed = pytest.importorskip("distributed")
+    import distributed
     arch, ckpt = tiny_clip_checkpoint
     data = make_set(tmp_path / "d", n=10)
     common = ["evaluate", str(data), "--model", arch, "--checkpoint", ckpt, "--device", "cpu", "--bootstrap", "20",

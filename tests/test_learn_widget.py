@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
 
 
 def _folder(root, n=6):

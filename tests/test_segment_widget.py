@@ -7,7 +7,6 @@ import pytest
 
 from napari_vip.layers import MARKERS_LAYER
 
-pytest.importorskip("segment_anything")
 
 
 @pytest.fixture

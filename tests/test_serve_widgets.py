@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("qtpy")
 
 from test_serve import TOKEN, running_server
 

@@ -261,6 +261,10 @@ class RemoteClient:
         if job_id in self._pending and self.alive:
             self._send(Cancel(job_id))
 
+    def pending(self) -> list[int]:
+        """Ids of the jobs sent and not yet finished, oldest first."""
+        return list(self._pending)
+
     def latest(self, channel: str) -> int | None:
         """The newest job id sent on ``channel`` (``None`` if none)."""
         return self._latest.get(channel)

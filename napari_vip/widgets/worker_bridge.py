@@ -69,7 +69,7 @@ class WorkerBridge(QObject):
 
         client, request = self._client_for(request, channel)
         if channel is not None:  # the replaced job's bar goes away with it
-            old = client._latest.get(channel)
+            old = client.latest(channel)
             if old is not None:
                 self._close_bar(old)
         job_id = client.submit(request, channel, on_done=finish(on_done), on_error=finish(on_error),
@@ -85,7 +85,7 @@ class WorkerBridge(QObject):
 
     def cancel_all(self) -> None:
         for client in self._clients():
-            for job_id in list(client._pending):
+            for job_id in client.pending():
                 client.cancel(job_id)
 
     # -- remote server -----------------------------------------------------------------------------------------
@@ -114,8 +114,8 @@ class WorkerBridge(QObject):
                 self._remote_target = target
             client, other = self.remote, self.client
             request = dataclasses.replace(request, device="auto")  # the server runs on its own device
-        old = other._latest.get(channel) if (other is not None and channel is not None) else None
-        if old is not None and old in other._pending:
+        old = other.latest(channel) if (other is not None and channel is not None) else None
+        if old is not None and old in other.pending():
             other.cancel(old)
         return client, request
 

@@ -110,6 +110,14 @@ class WorkerClient:
         self._inbox.put(job)
         return job.id
 
+    def latest(self, channel: str) -> int | None:
+        """The newest job id sent on ``channel`` (``None`` if none)."""
+        return self._latest.get(channel)
+
+    def pending(self) -> list[int]:
+        """Ids of the jobs sent and not yet finished, oldest first."""
+        return list(self._pending)
+
     def cancel(self, job_id: int) -> None:
         """Stop a job at its next progress step; its ``on_error`` gets kind ``cancelled``."""
         if job_id in self._pending and self.alive:
