@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-
 
 
 def test_evaluate_dock_runs_and_opens_a_sample_with_its_marker(make_napari_viewer, qtbot, tmp_path,

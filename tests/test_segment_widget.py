@@ -8,7 +8,6 @@ import pytest
 from napari_vip.layers import MARKERS_LAYER
 
 
-
 @pytest.fixture
 def dock(make_viewer, qtbot, tiny_sam_arch, tmp_path, monkeypatch):
     from napari_vip.widgets.segment import SegmentWidget

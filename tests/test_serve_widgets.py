@@ -4,9 +4,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
-
-
 from test_serve import TOKEN, running_server
 
 from napari_vip.models.spec import ModelSpec
