@@ -8,6 +8,7 @@ so the CLI sees what the GUI user sees.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,65 @@ def _read_plain(p: Path) -> np.ndarray:
         raise VipInputError(f"{p.name} could not be read as an image ({type(err).__name__}: {err}).") from err
 
 
+@dataclass
+class StoredPlane:
+    """One 2D plane of a file, as stored.
+
+    Attributes
+    ----------
+    data : np.ndarray
+        ``(H, W)`` gray or ``(H, W, 3|4)`` colour, the file's dtype and values.
+    rgb : bool
+        Whether the last axis is colour.
+    window : (float, float) or None
+        The file's window (contrast limits), if it has one.
+    invert : bool
+        Whether the file asks to be shown inverted (MONOCHROME1).
+    notes : list of str
+        Which plane of a larger array it is.
+    """
+
+    data: np.ndarray
+    rgb: bool
+    window: tuple[float, float] | None
+    invert: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def plane_from_file(path, index: tuple[int, ...] = (), window: str | None = None) -> StoredPlane:
+    """One 2D plane of ``path`` as stored, with the file's window and inversion.
+
+    Parameters
+    ----------
+    path : str or Path
+    index : tuple of int
+        Indices into the leading (non-plane) axes, e.g. ``(12,)`` for slice 12 of a volume.
+        Empty means the middle plane of each leading axis.
+    window : str, optional
+        CT preset instead of the file's window.
+    """
+    data, kwargs = open_image(path, window=window)
+    rgb = bool(kwargs.get("rgb"))
+    lead = data.ndim - (3 if rgb else 2)
+    if lead < 0:
+        raise VipInputError(f"{Path(path).name} holds a {data.ndim}D array {data.shape}, not an image.")
+    if not index:
+        index = tuple(n // 2 for n in data.shape[:lead])
+    if len(index) != lead:
+        raise VipInputError(f"{Path(path).name} has {lead} axes before the image plane (shape {data.shape}); "
+                            f"give {lead} index value(s), not {len(index)}.")
+    for i, n in zip(index, data.shape[:lead]):
+        if not 0 <= i < n:
+            raise VipInputError(f"Index {index} is outside the array's leading shape {data.shape[:lead]}.")
+    plane = data[tuple(index)]
+    meta = kwargs.get("metadata") or {}
+    limits = meta.get("vip_window", kwargs.get("contrast_limits"))
+    if rgb and plane.dtype == np.uint8:
+        limits = None
+    notes = [f"plane {tuple(int(i) for i in index)} of an array of shape {data.shape}"] if lead else []
+    return StoredPlane(np.asarray(plane), rgb, limits, bool(meta.get("vip_invert", False)), notes)
+
+
 def model_input_from_file(path, index: tuple[int, ...] = (), window: str | None = None,
                           limits: tuple[float, float] | None = None, invert: bool | None = None,
                           recipe: str = "displayed"):
@@ -94,28 +154,8 @@ def model_input_from_file(path, index: tuple[int, ...] = (), window: str | None 
     """
     from ..core.recipes import model_rgb
 
-    data, kwargs = open_image(path, window=window)
-    rgb = bool(kwargs.get("rgb"))
-    lead = data.ndim - (3 if rgb else 2)
-    if lead < 0:
-        raise VipInputError(f"{Path(path).name} holds a {data.ndim}D array {data.shape}, not an image.")
-    if not index:
-        index = tuple(n // 2 for n in data.shape[:lead])
-    if len(index) != lead:
-        raise VipInputError(f"{Path(path).name} has {lead} axes before the image plane (shape {data.shape}); "
-                            f"give {lead} index value(s), not {len(index)}.")
-    for i, n in zip(index, data.shape[:lead]):
-        if not 0 <= i < n:
-            raise VipInputError(f"Index {index} is outside the array's leading shape {data.shape[:lead]}.")
-    plane = data[tuple(index)]
-    meta = kwargs.get("metadata") or {}
-    if limits is None:
-        limits = meta.get("vip_window", kwargs.get("contrast_limits"))
-        if rgb and plane.dtype == np.uint8:
-            limits = None
-    if invert is None:
-        invert = bool(meta.get("vip_invert", False))
-    image = model_rgb(plane, recipe, contrast_limits=limits, invert=invert, rgb=rgb)
-    if lead:
-        image.notes.insert(0, f"plane {tuple(int(i) for i in index)} of an array of shape {data.shape}")
+    stored = plane_from_file(path, index, window)
+    image = model_rgb(stored.data, recipe, contrast_limits=stored.window if limits is None else limits,
+                      invert=stored.invert if invert is None else invert, rgb=stored.rgb)
+    image.notes[:0] = stored.notes
     return image

@@ -63,6 +63,15 @@ WIRE_TYPES = {
     "LearnResult": "napari_vip.worker.learn:LearnResult",
 }
 
+#: Request types the wire does not carry, and why: the server is for interactive requests of one image.
+LOCAL_ONLY = {
+    "EvaluateRequest": "dataset evaluation is batch work: it shards over Dask workers (napari-vip evaluate "
+                       "--scheduler), not a long request to the model server",
+    "PropagateRequest": "volume propagation sends a whole volume; it runs in the local worker until the wire "
+                        "streams volumes slice by slice",
+    "VolumeEmbedRequest": "as PropagateRequest",
+}
+
 #: Array dtypes allowed on the wire (numpy ``dtype.str``).
 DTYPES = ("|b1", "|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<i8", "<u8", "<f4", "<f8")
 #: Limits that bound what a message can make the decoder build.
