@@ -23,22 +23,21 @@ from qtpy.QtWidgets import (
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
-    QWidget,
 )
 
 from ..core.coords import xy_to_rc
 from ..core.errors import VipInputError
 from ..core.eval_conditions import CONDITIONS, PAPER_CONDITIONS
 from ..worker.evaluate import EvaluateRequest
+from .dock import VipDock
 from .form_rows import browse_row
 from .model_picker import ModelPicker
 from .status_text import show_failure, untrained_prefix, warning_html
-from .worker_bridge import bridge_for
 
 METRIC_COLUMNS = ("auroc", "auprc", "accuracy", "balanced_accuracy", "mcc", "ece")
 
 
-class EvaluateWidget(QWidget):
+class EvaluateWidget(VipDock):
     """Dock: data, conditions, model and output folder; Evaluate runs in the worker process.
 
     Parameters
@@ -47,11 +46,7 @@ class EvaluateWidget(QWidget):
     """
 
     def __init__(self, napari_viewer, parent=None):
-        super().__init__(parent)
-        self.viewer = napari_viewer
-        self.bridge = bridge_for(napari_viewer)
-        self.last_result = None
-        self._job = None
+        super().__init__(napari_viewer, parent)
 
         self.data = QLineEdit()
         self.data.setPlaceholderText("CSV of path,label,x0,y0,x1,y1[,patient_id], or a folder of class folders")
@@ -71,8 +66,6 @@ class EvaluateWidget(QWidget):
         self.cancel_btn.setEnabled(False)
         self.cancel_btn.clicked.connect(self.cancel)
         self.progress = QProgressBar()
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
         self.metrics = QTableWidget(0, 1 + len(METRIC_COLUMNS))
         self.metrics.setHorizontalHeaderLabels(["condition", "AUROC [95% CI]", "AUPRC", "acc.", "bal. acc.", "MCC",
                                                 "ECE"])
