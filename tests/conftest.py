@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ import torch  # noqa: E402,F401
 import torchvision  # noqa: E402,F401
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# docks autosave their annotations: keep the tests' saves out of the user's cache folder
+os.environ.setdefault("NAPARI_VIP_AUTOSAVE", tempfile.mkdtemp(prefix="napari-vip-autosave-"))
 
 
 @pytest.hookimpl(trylast=True)

@@ -2,7 +2,7 @@
 
 Where
 -----
-``$NAPARI_VIP_AUTOSAVE`` when set, else ``platformdirs.user_cache_dir("napari-vip")/autosave``
+``$NAPARI_VIP_AUTOSAVE`` when set, else ``$NAPARI_VIP_CACHE/autosave``, else ``platformdirs.user_cache_dir("napari-vip")/autosave``
 (``~/.cache/napari-vip/autosave`` on Linux).  One folder per image key; each save is one ``.npz`` file
 (the label map and a JSON string of the records and names) written to a temporary name and renamed, so a
 process killed mid-write leaves the previous save intact.  The newest ``keep`` saves are kept.
@@ -33,6 +33,9 @@ def autosave_root() -> Path:
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env).expanduser()
+    cache = os.environ.get("NAPARI_VIP_CACHE")  # the project's cache folder, when the user moved it
+    if cache:
+        return Path(cache).expanduser() / "autosave"
     try:
         from platformdirs import user_cache_dir
 

@@ -46,6 +46,7 @@ from .dock import VipDock
 from .form_rows import button, hbox
 from .layer_choice import ImageLayerChooser
 from .sam_picker import SamPicker
+from .segment_volume import VolumeRow, autosave_annotations
 from .visibility import enclosing_dock, in_view
 from .worker_bridge import notify_failure
 
@@ -114,6 +115,8 @@ class SegmentWidget(VipDock):
         sf.addRow(self.model)
         sf.addRow(self.embed_status)
         sf.addRow(self.embed_btn)
+        self.volume = VolumeRow(self)  # volumes: propagate the object on this slice through the stack
+        sf.addRow(self.volume)
         prompts = QGroupBox("Prompts: drag a box on 'VIP markers', click on 'VIP clicks'")
         pf = QVBoxLayout(prompts)
         for w in (self.positive, self.multimask, self.refine, self.auto, self.segment_btn, self.all_btn):
@@ -423,6 +426,7 @@ class SegmentWidget(VipDock):
         for note in self.session.notes:
             self._warn(note)
         self._sync_annotations(ann)
+        autosave_annotations(self.image_layer(), self.session)
         self.clear()
         if ids:
             self.status.setText(f"Committed object(s) {', '.join(map(str, ids))}.")
