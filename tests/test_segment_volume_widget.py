@@ -59,3 +59,23 @@ def test_a_2d_image_is_refused_and_nothing_is_lost(dock):
     assert widget.volume.propagate() is None
     assert "3D gray volume" in widget.status.text()
     assert len(viewer.layers[MARKERS_LAYER].data) == 1
+
+
+def test_reopening_an_image_offers_its_autosave_and_restores_it(dock, tmp_path):
+    from napari_vip.io.autosave import Autosave, image_key
+
+    viewer, widget = dock
+    vol = np.zeros((3, 20, 24), np.int16)
+    vol[1, 5:9, 6:12] = 300
+    labels = np.zeros(vol.shape, np.int32)
+    labels[1, 5:9, 6:12] = 4
+    record = {"id": 4, "plane": [1], "prompts": {"boxes_xyxy": [[6, 5, 11, 8]]}, "source": "sam", "area": 24}
+    Autosave(tmp_path / "autosave").save(image_key(vol), labels, [record])  # left by a crashed session
+    viewer.add_image(vol, name="ct")
+    assert not widget.volume.restore_btn.isHidden() and "1 object(s)" in widget.volume.restore_btn.toolTip()
+    assert widget.volume.restore() == 1
+    np.testing.assert_array_equal(viewer.layers[ANNOTATIONS_LAYER].data, labels)
+    assert widget.store.records[4].prompts["boxes_xyxy"] == [[6, 5, 11, 8]] and widget.store.next_id() == 5
+    assert widget.volume.restore_btn.isHidden()
+    viewer.add_image(np.ones((20, 24), np.uint8), name="other")  # another image: nothing to offer
+    assert widget.volume.offer_restore(viewer.layers["other"]) is False

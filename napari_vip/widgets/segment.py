@@ -194,6 +194,7 @@ class SegmentWidget(VipDock):
         with self._quiet():
             self.markers_layer()
             self.clicks_layer()
+        self.volume.offer_restore(layer)  # work autosaved before a crash or an unsaved close
         self._contrast_timer.start()  # debounced, so a model chosen right after opening is the one used
 
     def markers_layer(self):

@@ -29,10 +29,51 @@ class VolumeRow(QWidget):
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
         self.cancel_btn.clicked.connect(lambda *_: self.cancel())
+        self.restore_btn = QPushButton("Restore autosaved annotations")
+        self.restore_btn.setVisible(False)
+        self.restore_btn.clicked.connect(lambda *_: self.restore())
+        self._autosave = None  # the entry offered for restoring
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.button)
         row.addWidget(self.cancel_btn)
+        row.addWidget(self.restore_btn)
+
+    def offer_restore(self, layer) -> bool:
+        """Show "Restore autosaved annotations" when ``layer``'s image has an autosave that its shape fits and the
+        viewer has no annotations of that shape yet (a crash or an unsaved close); returns whether it is offered."""
+        from ..io.autosave import Autosave, image_key
+        from ..layers import ANNOTATIONS_LAYER
+
+        entry = None
+        if layer is not None:
+            viewer = self.dock.viewer
+            has = ANNOTATIONS_LAYER in viewer.layers and np.any(viewer.layers[ANNOTATIONS_LAYER].data)
+            entry = None if has else Autosave().latest(image_key(layer.data))
+            if entry is not None and tuple(entry.labels.shape) != spatial_shape(layer):
+                entry = None
+        self._autosave = entry
+        self.restore_btn.setVisible(entry is not None)
+        if entry is not None:
+            import time
+
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.saved_at))
+            self.restore_btn.setToolTip(f"{len(entry.records)} object(s), saved {when}")
+        return entry is not None
+
+    def restore(self) -> int:
+        """Put the offered autosave into "VIP annotations" (with its records); returns the number of objects."""
+        entry, dock = self._autosave, self.dock
+        if entry is None:
+            return 0
+        layer = dock.image_layer()
+        dock.session.store = None
+        dock.session.open_store(spatial_shape(layer), entry.labels.astype(np.int32), entry.records)
+        dock._sync_annotations(dock.annotations_layer(layer))
+        self._autosave = None
+        self.restore_btn.setVisible(False)
+        dock.status.setText(f"Restored {len(entry.records)} autosaved object(s).")
+        return len(entry.records)
 
     def request(self):
         """The :class:`~napari_vip.worker.volume.PropagateRequest` of the slice in view; VipInputError if none."""
