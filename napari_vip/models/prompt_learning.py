@@ -291,23 +291,25 @@ class MergePrompt(nn.Module):
     Parameters
     ----------
     T0 : torch.Tensor
-        ``(C, K, D)`` initial descriptor features; queries start at each class's mean descriptor feature.
+        ``(C, K, D)`` initial descriptor features (their shape and dtype set the parameters').
     mask : torch.Tensor
         ``(C, K)`` bool.
 
-    ``W_q`` and ``W_k`` are bias-free ``D x D`` linear maps that start as the identity.
+    As the ViP paper's released code initialises them: one query per class ``N(0, 0.02^2)``, and ``W_q``, ``W_k``
+    bias-free ``D x D`` maps, Xavier-normal.  (Queries at the class means with identity maps leave the attention
+    uniform on near-identical unit descriptor features, and ``W_q``/``W_k`` then get gradients around 1e-5 of
+    their size: they never learn.)  With a small query the merged class feature starts at the attention-weighted
+    mean of the descriptor features, i.e. close to the zero-shot descriptor ensemble.
     """
 
     def __init__(self, T0: torch.Tensor, mask: torch.Tensor):
         super().__init__()
-        d = T0.shape[-1]
-        counts = mask.sum(dim=1, keepdim=True).clamp(min=1).to(T0.dtype)
-        self.query = nn.Parameter((T0 * mask[..., None]).sum(dim=1) / counts)
-        self.W_q = nn.Linear(d, d, bias=False)
-        self.W_k = nn.Linear(d, d, bias=False)
-        with torch.no_grad():
-            self.W_q.weight.copy_(torch.eye(d))
-            self.W_k.weight.copy_(torch.eye(d))
+        c, _, d = T0.shape
+        self.query = nn.Parameter(torch.randn(c, d, dtype=T0.dtype, device=T0.device) * 0.02)
+        self.W_q = nn.Linear(d, d, bias=False, dtype=T0.dtype, device=T0.device)
+        self.W_k = nn.Linear(d, d, bias=False, dtype=T0.dtype, device=T0.device)
+        nn.init.xavier_normal_(self.W_q.weight)
+        nn.init.xavier_normal_(self.W_k.weight)
         self.register_buffer("mask", mask.clone())
 
     def forward(self, T: torch.Tensor) -> torch.Tensor:
