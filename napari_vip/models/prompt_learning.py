@@ -375,8 +375,8 @@ class PromptLearner(nn.Module):
     def descriptor_features(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``T`` ``(C, K, D)`` L2-normalised descriptor features (padded) and its ``(C, K)`` bool mask.
 
-        Normalising puts every descriptor on CLIP's unit sphere, so at the start (queries = class means,
-        identity projections, near-uniform attention) ViP scores like the zero-shot descriptor ensemble.
+        Normalising puts every descriptor on CLIP's unit sphere, so at the start (small queries, near-uniform
+        attention) the merged class feature is close to the zero-shot descriptor ensemble.
         """
         feats = nn.functional.normalize(self.context().float(), dim=-1)
         C, D = len(self.classes), feats.shape[-1]
