@@ -9,6 +9,7 @@ DOCKS = [
     "napari-vip.attention_widget",
     "napari-vip.segment_widget",
     "napari-vip.learn_widget",
+    "napari-vip.evaluate_widget",
 ]
 
 
