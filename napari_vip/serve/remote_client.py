@@ -12,28 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import io
-import itertools
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
+from ..worker.client import JobClient
 from ..worker.protocol import Cancel, Failed, Job, Progress
 from .wire import WireError, decode, encode, pack, provenances, unpack
 
 Callback = Callable[[object], None]
 #: Largest frame the client accepts from the server.
 MAX_FRAME_BYTES = 1 << 30
-
-
-@dataclass
-class _Pending:
-    job: Job
-    on_done: Callback | None
-    on_error: Callback | None
-    on_progress: Callback | None
 
 
 class _Lost:
@@ -49,7 +40,7 @@ def npy_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-class RemoteClient:
+class RemoteClient(JobClient):
     """Runs requests on a model server.
 
     Parameters
@@ -66,13 +57,11 @@ class RemoteClient:
 
     def __init__(self, url: str, token: str | None = None, on_worker_died: Callable[[str], None] | None = None,
                  ids: Iterator[int] | None = None, timeout_s: float = 10.0):
+        super().__init__(ids)
         self.url = url.rstrip("/")
         self._token = token
         self.on_worker_died = on_worker_died
         self.timeout_s = timeout_s
-        self._ids = ids or itertools.count(1)
-        self._pending: dict[int, _Pending] = {}
-        self._latest: dict[str, int] = {}
         self._inbox: queue.Queue = queue.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -245,14 +234,9 @@ class RemoteClient:
     def submit(self, request, channel: str | None = None, on_done: Callback | None = None,
                on_error: Callback | None = None, on_progress: Callback | None = None) -> int:
         """Send ``request``; returns its job id.  Same contract as :meth:`WorkerClient.submit`."""
-        job = Job(next(self._ids), request, channel)
-        if channel is not None:
-            old = self._latest.get(channel)
-            if old is not None and old in self._pending:
-                del self._pending[old]
-                self._send(Cancel(old))
-            self._latest[channel] = job.id
-        self._pending[job.id] = _Pending(job, on_done, on_error, on_progress)
+        job, replaced = self._new_job(request, channel, on_done, on_error, on_progress)
+        if replaced is not None:
+            self._send(Cancel(replaced))
         self._send(job)
         return job.id
 
@@ -260,18 +244,6 @@ class RemoteClient:
         """Stop a job at its next progress step; its ``on_error`` gets kind ``cancelled``."""
         if job_id in self._pending and self.alive:
             self._send(Cancel(job_id))
-
-    def pending(self) -> list[int]:
-        """Ids of the jobs sent and not yet finished, oldest first."""
-        return list(self._pending)
-
-    def latest(self, channel: str) -> int | None:
-        """The newest job id sent on ``channel`` (``None`` if none)."""
-        return self._latest.get(channel)
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._pending)
 
     def poll(self, max_messages: int = 100) -> int:
         """Handle up to ``max_messages`` messages from the server; returns how many were handled."""
@@ -284,17 +256,6 @@ class RemoteClient:
             n += 1
             self._dispatch(msg)
         return n
-
-    def wait(self, job_id: int, timeout: float = 60.0, interval: float = 0.005) -> None:
-        """Poll until ``job_id`` has finished (for scripts and tests)."""
-        import time
-
-        end = time.monotonic() + timeout
-        while job_id in self._pending:
-            if time.monotonic() > end:
-                raise TimeoutError(f"job {job_id} did not finish within {timeout} s")
-            if self.poll() == 0:
-                time.sleep(interval)
 
     def _dispatch(self, msg) -> None:
         if isinstance(msg, _Lost):

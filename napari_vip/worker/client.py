@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing as mp
 import queue
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,58 @@ class _Pending:
     on_progress: Callback | None
 
 
-class WorkerClient:
+class JobClient:
+    """What every client of the Engine keeps: the jobs sent and not finished (with their callbacks), the newest
+    job per channel, and waiting for one.  :class:`WorkerClient` sends them to a local process, the model
+    server's client (:class:`napari_vip.serve.remote_client.RemoteClient`) over the network.
+
+    Subclasses provide ``poll()``.
+    """
+
+    def __init__(self, ids: Iterator[int] | None = None):
+        self._ids = ids or itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._latest: dict[str, int] = {}
+
+    def _new_job(self, request, channel, on_done, on_error, on_progress) -> tuple[Job, int | None]:
+        """``(job, replaced)``: the new job, registered; ``replaced`` the id of the running job of its channel
+        that it replaces (its callbacks will never run; the caller cancels it where it runs), or ``None``."""
+        job = Job(next(self._ids), request, channel)
+        replaced = None
+        if channel is not None:
+            old = self._latest.get(channel)
+            if old is not None and old in self._pending:
+                del self._pending[old]
+                replaced = old
+            self._latest[channel] = job.id
+        self._pending[job.id] = _Pending(job, on_done, on_error, on_progress)
+        return job, replaced
+
+    def latest(self, channel: str) -> int | None:
+        """The newest job id sent on ``channel`` (``None`` if none)."""
+        return self._latest.get(channel)
+
+    def pending(self) -> list[int]:
+        """Ids of the jobs sent and not yet finished, oldest first."""
+        return list(self._pending)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._pending)
+
+    def wait(self, job_id: int, timeout: float = 60.0, interval: float = 0.01) -> None:
+        """Poll until ``job_id`` has finished (for scripts and tests; the GUI polls from a timer)."""
+        import time
+
+        end = time.monotonic() + timeout
+        while job_id in self._pending:
+            if time.monotonic() > end:
+                raise TimeoutError(f"job {job_id} did not finish within {timeout} s")
+            if self.poll() == 0:
+                time.sleep(interval)
+
+
+class WorkerClient(JobClient):
     """Runs requests in a background process.
 
     Parameters
@@ -38,13 +89,11 @@ class WorkerClient:
     """
 
     def __init__(self, start_method: str = "spawn", on_worker_died: Callable[[str], None] | None = None):
+        super().__init__()
         self._ctx = mp.get_context(start_method)
         self._proc = None
         self._inbox = None
         self._outbox = None
-        self._ids = itertools.count(1)
-        self._pending: dict[int, _Pending] = {}
-        self._latest: dict[str, int] = {}
         self.on_worker_died = on_worker_died
         self.restarts = 0
         self._started = False
@@ -99,33 +148,17 @@ class WorkerClient:
         """
         if not self.alive:
             self.start()
-        job = Job(next(self._ids), request, channel)
-        if channel is not None:
-            old = self._latest.get(channel)
-            if old is not None and old in self._pending:
-                del self._pending[old]
-                self._inbox.put(Cancel(old))
-            self._latest[channel] = job.id
-        self._pending[job.id] = _Pending(job, on_done, on_error, on_progress)
+        job, replaced = self._new_job(request, channel, on_done, on_error, on_progress)
+        if replaced is not None:
+            self._inbox.put(Cancel(replaced))
         self._inbox.put(job)
         return job.id
-
-    def latest(self, channel: str) -> int | None:
-        """The newest job id sent on ``channel`` (``None`` if none)."""
-        return self._latest.get(channel)
-
-    def pending(self) -> list[int]:
-        """Ids of the jobs sent and not yet finished, oldest first."""
-        return list(self._pending)
 
     def cancel(self, job_id: int) -> None:
         """Stop a job at its next progress step; its ``on_error`` gets kind ``cancelled``."""
         if job_id in self._pending and self.alive:
             self._inbox.put(Cancel(job_id))
 
-    @property
-    def busy(self) -> bool:
-        return bool(self._pending)
 
     def poll(self, max_messages: int = 100) -> int:
         """Handle up to ``max_messages`` messages from the worker; returns how many were handled.
@@ -143,17 +176,6 @@ class WorkerClient:
         if self._proc is not None and not self._proc.is_alive() and n == 0:
             self._worker_died()
         return n
-
-    def wait(self, job_id: int, timeout: float = 60.0, interval: float = 0.01) -> None:
-        """Poll until ``job_id`` has finished (for scripts and tests; the GUI polls from a timer)."""
-        import time
-
-        end = time.monotonic() + timeout
-        while job_id in self._pending:
-            if time.monotonic() > end:
-                raise TimeoutError(f"job {job_id} did not finish within {timeout} s")
-            if self.poll() == 0:
-                time.sleep(interval)
 
     def _dispatch(self, msg) -> None:
         pend = self._pending.get(msg.job_id)
