@@ -25,6 +25,8 @@ class VipDock(QWidget):
     """
 
     last_result = None
+    #: A dock's Cancel button, enabled while its own job runs (see :meth:`submit_job`).
+    cancel_btn = None
 
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
@@ -43,6 +45,29 @@ class VipDock(QWidget):
             yield
         finally:
             self._syncing = False
+
+    def submit_job(self, request, description: str, on_done, on_error, channel: str, on_progress=None) -> int:
+        """Send ``request`` as this dock's current job: :attr:`cancel_btn` is enabled until ``on_done(result)`` or
+        ``on_error(Failed)`` runs; returns the job id."""
+
+        def finish(callback):
+            def call(arg):
+                self._job = None
+                if self.cancel_btn is not None:
+                    self.cancel_btn.setEnabled(False)
+                callback(arg)
+            return call
+
+        self._job = self.bridge.submit(request, description, finish(on_done), finish(on_error), channel=channel,
+                                       on_progress=on_progress)
+        if self.cancel_btn is not None:
+            self.cancel_btn.setEnabled(True)
+        return self._job
+
+    def cancel(self) -> None:
+        """Cancel this dock's current job (it stops at its next progress step)."""
+        if self._job is not None:
+            self.bridge.cancel(self._job)
 
     def _warn(self, message: str, notify: bool = True) -> None:
         """Show ``message`` as a warning in the status line (and as a napari notification)."""

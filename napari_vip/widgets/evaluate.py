@@ -130,14 +130,8 @@ class EvaluateWidget(VipDock):
             return None
         self.status.setText("Evaluating…")
         self.progress.setValue(0)
-        self._job = self.bridge.submit(req, "VIP evaluate", self._on_result, self._on_error, channel="evaluate",
-                                       on_progress=self._on_progress)
-        self.cancel_btn.setEnabled(True)
-        return self._job
-
-    def cancel(self) -> None:
-        if self._job is not None:
-            self.bridge.cancel(self._job)
+        return self.submit_job(req, "VIP evaluate", self._on_result, self._on_error, channel="evaluate",
+                               on_progress=self._on_progress)
 
     def _on_progress(self, msg) -> None:
         if msg.total:
@@ -147,14 +141,10 @@ class EvaluateWidget(VipDock):
             self.status.setText(msg.text)
 
     def _on_result(self, result) -> None:
-        self._job = None
-        self.cancel_btn.setEnabled(False)
         self.last_result = result
         self.show_result(result)
 
     def _on_error(self, failed) -> None:
-        self._job = None
-        self.cancel_btn.setEnabled(False)
         show_failure(self.status, failed)
 
     def show_result(self, result) -> None:

@@ -155,7 +155,6 @@ class LearnWidget(VipDock):
         lay.addWidget(self.status)
         lay.addWidget(self.plot)
         lay.addWidget(self.table)
-        self.bridge.busy_changed.connect(lambda busy: self.cancel_btn.setEnabled(busy and self._job is not None))
 
     # -- inputs ------------------------------------------------------------------------------------------------
     def _browse_data(self) -> None:
@@ -195,14 +194,8 @@ class LearnWidget(VipDock):
         self.plot.clear()
         self.table.setRowCount(0)
         self.status.setText("Training…")
-        self._job = self.bridge.submit(req, "VIP learn", self._on_result, self._on_error, channel="learn",
-                                       on_progress=self.on_progress)
-        self.cancel_btn.setEnabled(True)
-        return self._job
-
-    def cancel(self) -> None:
-        if self._job is not None:
-            self.bridge.cancel(self._job)
+        return self.submit_job(req, "VIP learn", self._on_result, self._on_error, channel="learn",
+                               on_progress=self.on_progress)
 
     def on_progress(self, msg) -> None:
         """A progress message: an epoch's record (its ``data["epoch"]``) goes to the plot."""
@@ -212,17 +205,14 @@ class LearnWidget(VipDock):
             self.status.setText(msg.text)
 
     def _on_result(self, result) -> None:
-        self._job = None
-        self.cancel_btn.setEnabled(False)
         self.last_result = result
         self.show_evaluation(result.evaluation)
         if not self.plot.points:
+            from ..models.training import EpochRecord, epoch_data
+
             for method, hist in result.histories.items():
                 for r in hist:
-                    self.plot.add({"method": method, "epoch": r["epoch"], "epochs": len(hist), "loss": r["train_loss"],
-                                   "acc": r["train_accuracy"],
-                                   **({"val_loss": r["val_loss"], "val_acc": r["val_accuracy"]}
-                                      if r.get("val_loss") is not None else {})})
+                    self.plot.add(epoch_data(method, EpochRecord(**r), len(hist)))
         warn = untrained_prefix(result.provenance.untrained)
         saved = f" Saved to {result.out}; choose it in the classify dock." if result.out else " (not saved)"
         notes = "".join(f"<br>{n}" for n in result.notes)
@@ -238,6 +228,4 @@ class LearnWidget(VipDock):
         self.table.resizeColumnsToContents()
 
     def _on_error(self, failed) -> None:
-        self._job = None
-        self.cancel_btn.setEnabled(False)
         show_failure(self.status, failed)
