@@ -47,23 +47,45 @@ def test_masks_equal_sam2_image_predictor(loaded, tiny_sam2_checkpoint):
     emb = loaded.embed(img)
     with torch.inference_mode():
         ref.set_image(img)
-        for kwargs in ({"box_xyxy": box}, {"points_xy": pts, "point_labels": labels},
-                       {"box_xyxy": box, "points_xy": pts[:1], "point_labels": labels[:1]}):
-            masks, scores, _ = loaded.decode(emb, multimask=True, **kwargs)
-            r_masks, r_scores, _ = ref.predict(point_coords=kwargs.get("points_xy"),
+        for kwargs in ({"boxes_xyxy": [box]}, {"points_xy": pts, "point_labels": labels},
+                       {"boxes_xyxy": [box], "points_xy": pts[:1], "point_labels": labels[:1]}):
+            out = loaded.decode(emb, multimask=True, **kwargs)
+            r_masks, r_scores, r_low = ref.predict(point_coords=kwargs.get("points_xy"),
                                                    point_labels=kwargs.get("point_labels"),
-                                                   box=kwargs.get("box_xyxy"), multimask_output=True)
-            order = np.argsort(-r_scores, kind="stable")
-            assert masks.shape == (3, 90, 110)
-            np.testing.assert_allclose(scores, r_scores[order], atol=1e-5)
-            for m, rm in zip(masks, r_masks[order]):
+                                                   box=kwargs.get("boxes_xyxy", [None])[0], multimask_output=True)
+            assert out.masks.shape == (1, 3, 90, 110) and out.low_res_logits.shape == (1, 3, 32, 32)
+            np.testing.assert_allclose(out.scores[0], r_scores, atol=1e-5)
+            for m, rm in zip(out.masks[0], r_masks):
                 assert _iou(m, rm) >= 0.99
         # refining with the previous low-resolution logits (a mask prompt)
-        masks, scores, low = loaded.decode(emb, box_xyxy=box, multimask=False)
-        m2, _, _ = loaded.decode(emb, box_xyxy=box, mask_logits=low[0], multimask=False)
+        first = loaded.decode(emb, boxes_xyxy=[box], multimask=False)
+        second = loaded.decode(emb, boxes_xyxy=[box], mask_logits=first.low_res_logits[0], multimask=False)
         r1, _, rlow = ref.predict(box=box, multimask_output=False)
         r2, _, _ = ref.predict(box=box, mask_input=rlow, multimask_output=False)
-        assert _iou(masks[0], r1[0]) >= 0.99 and _iou(m2[0], r2[0]) >= 0.99
+        assert _iou(first.masks[0, 0], r1[0]) >= 0.99 and _iou(second.masks[0, 0], r2[0]) >= 0.99
+        # several boxes are one batch, one object each, as the predictor's batched boxes
+        boxes = np.array([box, [2.0, 2.0, 30.0, 25.0]])
+        out = loaded.decode(emb, boxes_xyxy=boxes, multimask=True)
+        r_masks, r_scores, _ = ref.predict(box=boxes, multimask_output=True)
+        assert out.masks.shape == (2, 3, 90, 110)
+        np.testing.assert_allclose(out.scores, r_scores, atol=1e-5)
+        assert min(_iou(a, b) for a, b in zip(out.masks.reshape(-1, 90, 110), r_masks.reshape(-1, 90, 110))) >= 0.99
+
+
+def test_embedding_array_round_trip(loaded):
+    img = np.zeros((70, 50, 3), np.uint8)
+    img[20:40, 10:30] = 200
+    emb = loaded.embed(img)
+    flat = loaded.embedding_array(emb)
+    assert flat.dtype == np.float32 and flat.ndim == 1
+    back = loaded.embedding_from_array(flat, emb.input_size, emb.original_size)
+    assert torch.equal(back.image_embed, emb.image_embed)
+    assert all(torch.equal(a, b) for a, b in zip(back.high_res_feats, emb.high_res_feats))
+    a = loaded.decode(emb, boxes_xyxy=[[8, 18, 32, 42]])
+    b = loaded.decode(back, boxes_xyxy=[[8, 18, 32, 42]])
+    assert np.array_equal(a.masks, b.masks)
+    with pytest.raises(VipInputError, match="stored SAM 2 embedding has 10 values"):
+        loaded.embedding_from_array(np.zeros(10, np.float32), emb.input_size, emb.original_size)
 
 
 def test_checkpoint_layout_and_errors(tmp_path, tiny_sam2_checkpoint):

@@ -11,6 +11,7 @@ from napari_vip.core.region_concepts import RegionConcepts
 from napari_vip.core.text_region import RegionPrompt
 from napari_vip.models.llm_descriptors import LlmConfig
 from napari_vip.models.sam import SamSpec
+from napari_vip.models.sam2_family import Sam2Spec
 from napari_vip.models.spec import ModelSpec
 from napari_vip.serve import wire
 from napari_vip.serve.wire import WIRE_TYPES, WireError, decode, encode, pack, unpack
@@ -27,6 +28,7 @@ RGB = np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)
 PROV = Provenance("0.1", {"arch": "x"}, "ab" * 32, True, "cpu", {"template": "t", "nested": {"k": (1, 2)}})
 MODEL = ModelSpec("ViT-B-16", untrained=True)
 SAM = SamSpec("vit_b", untrained=True)
+SAM2 = Sam2Spec("sam2.1_hiera_t", untrained=True)
 MARKER = Marker((1.0, 2.0, 4.0, 5.0), "arrow", "green", 2, ((1.0, 2.0), (3.0, 4.0)))
 CONCEPTS = RegionConcepts(1, "round", "small", "bright", "top left", "nodule", "box", 0.1, 0.2, 0.9, (1.5, 2.5),
                           (10.0, 20.0, 30.0), None, True, ["a note"])
@@ -41,7 +43,7 @@ CONCEPT_COND = K.ConceptCondition("none", None, np.array([0.4, 0.6]), {"a": ["pa
                                   {"a": "ca", "b": "cb"})
 
 SAMPLES = [
-    PROV, MODEL, SAM, MARKER, Focus(None, 0.5, None), REGION, CONCEPTS, LlmConfig("http://x", "m"),
+    PROV, MODEL, SAM, SAM2, MARKER, Focus(None, 0.5, None), REGION, CONCEPTS, LlmConfig("http://x", "m"),
     T.SelfTestRequest(3, 0.0, None, "t"), T.SelfTestResult("t", 3, 42),
     C.ClassifyRequest(RGB, [MARKER], ["a", "b"], MODEL, marker_text=("circle",), prompts_path=None),
     C.ConditionResult("none", None, ["p1", "p2"], np.array([0.25, 0.75])),
@@ -55,6 +57,7 @@ SAMPLES = [
     K.DescriptorsRequest("a", "chest x-ray", LlmConfig("http://x", "m")),
     K.DescriptorsResult("a", ["d1"], PROV),
     S.SegmentEmbedRequest(RGB, SAM, window=(0.0, 255.0), invert=True, image_sig="sig"),
+    S.SegmentEmbedRequest(RGB, SAM2, window=(0.0, 255.0)),
     S.EmbedResult("key", "memory", 0.5, (5, 7), PROV),
     S.SegmentRequest(RGB, SAM, boxes_xyxy=[(0.0, 0.0, 3.0, 3.0)], points_xy=[[1.0, 1.0]], point_labels=[1],
                      mask_logits=np.zeros((1, 4, 4), np.float32)),

@@ -8,18 +8,6 @@ import numpy as np
 from ..core.errors import VipInputError
 
 
-def volume_spec(args):
-    """A :class:`Sam2Spec` for SAM 2 family ``--sam-arch`` names, else the SAM/MedSAM spec."""
-    from ..models.sam2_family import Sam2Spec, is_sam2_arch
-    from .sam_args import sam_spec_from_args
-
-    if is_sam2_arch(args.sam_arch):
-        if args.medsam:
-            raise VipInputError("--medsam is for SAM 1 MedSAM checkpoints; for MedSAM2 use --sam-arch medsam2.")
-        return Sam2Spec(args.sam_arch, checkpoint=args.sam_checkpoint, untrained=args.untrained)
-    return sam_spec_from_args(args)
-
-
 def save_volume_labels(path, labels: np.ndarray, layer_kwargs: dict, name: str, provenance: dict) -> list[str]:
     """Write ``labels`` ``(Z, Y, X)`` beside its source: ``.nii/.nii.gz`` with the source affine, ``.dcm`` as
     DICOM-SEG on the source series, ``.npy``/``.tif`` as arrays."""
@@ -50,6 +38,7 @@ def run_volume(args) -> int:
     from ..worker.engine import Engine, ProgressReporter
     from ..worker.volume import PropagateRequest
     from .common import emit, stderr_progress, untrained_warning
+    from .sam_args import sam_spec_from_args
 
     if args.slice is None:
         raise VipInputError("--propagate needs --slice K: the slice the box or clicks are drawn on.")
@@ -64,7 +53,7 @@ def run_volume(args) -> int:
     prompt = SlicePrompt(args.slice, box_xyxy=tuple(args.box[0]) if args.box else None,
                          points_xy=np.array([p[:2] for p in pts], float) if pts else None,
                          point_labels=np.array([p[2] for p in pts], int) if pts else None)
-    req = PropagateRequest(np.asarray(data), [prompt], volume_spec(args), axis=args.axis,
+    req = PropagateRequest(np.asarray(data), [prompt], sam_spec_from_args(args), axis=args.axis,
                            slice_range=tuple(args.slice_range) if args.slice_range else None,
                            window=None if window is None else (float(window[0]), float(window[1])),
                            iou_threshold=args.iou_threshold, device=args.device, disk_cache=not args.no_disk_cache)

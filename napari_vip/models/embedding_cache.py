@@ -1,4 +1,4 @@
-"""SAM image embeddings remembered in memory (LRU) and on disk, so an image is embedded once.
+"""SAM and SAM 2 image embeddings remembered in memory (LRU) and on disk, so an image is embedded once.
 
 Key
 ---
@@ -71,7 +71,8 @@ def key_parts(image_sig, window, invert, weights_id, arch, medsam, prepare_versi
 
 @dataclass
 class CachedEmbedding:
-    """What is stored: ``features`` ``(1, C, h, w)`` float32, the resized input size and the image size."""
+    """What is stored: ``features`` float32 as the model gives them (SAM ``(1, C, h, w)``; SAM 2 ``(N,)``, its
+    three feature maps flattened), the resized input size and the image size."""
 
     features: np.ndarray
     input_size: tuple[int, int]
@@ -128,7 +129,7 @@ class EmbeddingCache:
             meta = json.loads(meta_p.read_text())
             feats = np.load(npy, allow_pickle=False)
             ok = (meta.get("parts") == parts and list(feats.shape) == meta.get("shape")
-                  and feats.dtype == np.float32 and feats.ndim == 4)
+                  and feats.dtype == np.float32)
         except (OSError, ValueError, json.JSONDecodeError):
             ok = False
         if not ok:

@@ -215,7 +215,7 @@ def object_score(state: dict, frame_idx: int) -> float:
 
 
 # -- SAM 1: slice by slice -----------------------------------------------------------------------------------
-def propagate_sam1(model, embed, slices_rgb: np.ndarray, prompt: SlicePrompt, slice_range=None,
+def propagate_sam1(model, embed, slices_rgb: np.ndarray, prompts, slice_range=None,
                    iou_threshold: float = 0.7, stop_when_empty: bool = True):
     """Propagate with a 2D SAM: segment the prompted slice, then on each next slice prompt with the previous
     slice's mask box and its low-resolution logits; stop a direction when SAM's predicted IoU falls below
@@ -224,15 +224,22 @@ def propagate_sam1(model, embed, slices_rgb: np.ndarray, prompt: SlicePrompt, sl
     Parameters
     ----------
     model : napari_vip.models.sam.SamModel
+        (or any model with the same ``decode``).
     embed : callable
         ``embed(slice_index) -> SamEmbedding`` (the worker passes its cached embedding lookup).
     slices_rgb : (Z, H, W, 3) uint8
+    prompts : SlicePrompt or list of SlicePrompt
+        The last one is where this run starts (a correction); the slices of the earlier ones are kept as they
+        were: each direction stops before reaching one of them.
 
     Yields
     ------
     SliceMask
         ``prompt`` holds the box and whether logits were passed on each slice.
     """
+    prompts = [prompts] if isinstance(prompts, SlicePrompt) else list(prompts)
+    prompt = prompts[-1]
+    anchors = {p.slice_index for p in prompts[:-1]} - {prompt.slice_index}
     z = slices_rgb.shape[0]
     forward, backward = slice_order(prompt.slice_index, z, slice_range)
     k = prompt.slice_index
@@ -250,7 +257,7 @@ def propagate_sam1(model, embed, slices_rgb: np.ndarray, prompt: SlicePrompt, sl
         prev_mask, prev_logits = first.mask, logits0
         for j in order:
             box = mask_box_xyxy(prev_mask)
-            if box is None:
+            if box is None or j in anchors:
                 break
             out = model.decode(embed(j), boxes_xyxy=[box], mask_logits=prev_logits, multimask=False)
             mask, score = out.masks[0, 0], float(out.scores[0, 0])

@@ -270,6 +270,14 @@ class SamModel:
             feats = self.sam.image_encoder(x)
         return SamEmbedding(feats, input_size, tuple(image_rgb.shape[:2]))
 
+    @property
+    def prepare_version(self) -> int:
+        return PREPARE_VERSION
+
+    def embedding_array(self, emb: SamEmbedding) -> np.ndarray:
+        """``(1, C, h, w)`` float32 features of ``emb`` (what the disk cache stores)."""
+        return emb.features.float().cpu().numpy()
+
     def embedding_from_array(self, features: np.ndarray, input_size, original_size) -> SamEmbedding:
         """A :class:`SamEmbedding` from stored ``(1, C, h, w)`` float32 features."""
         import torch

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..core.errors import VipInputError
 from .checkpoint import load_into, load_state_dict, sha256_file
+from .sam import DecodeOutput
 
 #: Released architectures: name -> (sam2 config, image size, trunk embed dim, trunk blocks).
 SAM2_ARCHS = {
@@ -167,6 +168,28 @@ def guess_sam2_arch(state: dict) -> str | None:
 
 
 @dataclass
+class Sam2Embedding:
+    """SAM 2 image features of one plane and its geometry.
+
+    Attributes
+    ----------
+    image_embed : torch.Tensor
+        ``(1, 256, s/16, s/16)`` float32 (``s`` the model's input size).
+    high_res_feats : list of torch.Tensor
+        ``[(1, 32, s/4, s/4), (1, 64, s/8, s/8)]`` float32.
+    original_size : (int, int)
+        ``(H, W)`` of the plane.
+    input_size : (int, int)
+        ``(s, s)``: SAM 2 resizes every plane to its square input.
+    """
+
+    image_embed: object
+    high_res_feats: list
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+
+
+@dataclass
 class Sam2Model:
     """A loaded SAM 2 family network (a ``SAM2VideoPredictor``, which is also the image model).
 
@@ -209,9 +232,12 @@ class Sam2Model:
         return self._image_predictor
 
     # -- 2D ------------------------------------------------------------------------------------------------
-    def embed(self, image_rgb: np.ndarray) -> dict:
-        """Image features of an ``(H, W, 3)`` uint8 plane: ``{"image_embed": (1, 256, s/16, s/16), "high_res_feats":
-        [(1, 32, s/4, s/4), (1, 64, s/8, s/8)], "original_size": (H, W)}`` (torch tensors)."""
+    @property
+    def prepare_version(self) -> int:
+        return PREPARE_VERSION
+
+    def embed(self, image_rgb: np.ndarray) -> Sam2Embedding:
+        """Image features of an ``(H, W, 3)`` uint8 plane (``SAM2ImagePredictor.set_image``)."""
         import torch
 
         rgb = np.ascontiguousarray(image_rgb)
@@ -220,45 +246,82 @@ class Sam2Model:
         p = self.image_predictor()
         with torch.inference_mode():
             p.set_image(rgb)
-        return {"image_embed": p._features["image_embed"], "high_res_feats": list(p._features["high_res_feats"]),
-                "original_size": tuple(rgb.shape[:2])}
+        return Sam2Embedding(p._features["image_embed"], list(p._features["high_res_feats"]), tuple(rgb.shape[:2]),
+                             (self.image_size, self.image_size))
 
-    def decode(self, emb: dict, box_xyxy=None, points_xy=None, point_labels=None, mask_logits=None,
-               multimask: bool = True):
-        """Masks for one object's prompts on ``emb`` (from :meth:`embed`).
+    def _grid_shapes(self) -> list[tuple[int, ...]]:
+        s = self.image_size
+        dims = (int(self.net.sam_mask_decoder.transformer_dim),) + tuple(
+            int(c.out_channels) for c in (self.net.sam_mask_decoder.conv_s0, self.net.sam_mask_decoder.conv_s1))
+        return [(1, dims[0], s // 16, s // 16), (1, dims[1], s // 4, s // 4), (1, dims[2], s // 8, s // 8)]
+
+    def embedding_array(self, emb: Sam2Embedding) -> np.ndarray:
+        """``(N,)`` float32: the image embedding and both high-resolution feature maps, flattened in that order
+        (what the disk cache stores)."""
+        parts = [emb.image_embed, *emb.high_res_feats]
+        return np.concatenate([t.float().cpu().numpy().reshape(-1) for t in parts])
+
+    def embedding_from_array(self, features: np.ndarray, input_size, original_size) -> Sam2Embedding:
+        """The :class:`Sam2Embedding` that :meth:`embedding_array` flattened; VipInputError when the size is not
+        this model's."""
+        import torch
+
+        flat = np.ascontiguousarray(features, dtype=np.float32).reshape(-1)
+        shapes = self._grid_shapes()
+        sizes = [int(np.prod(s)) for s in shapes]
+        if flat.size != sum(sizes):
+            raise VipInputError(f"A stored SAM 2 embedding has {flat.size} values; this model needs {sum(sizes)}.")
+        tensors, at = [], 0
+        for shape, n in zip(shapes, sizes):
+            tensors.append(torch.from_numpy(flat[at:at + n].reshape(shape).copy()).to(self.device))
+            at += n
+        return Sam2Embedding(tensors[0], tensors[1:], tuple(int(v) for v in original_size),
+                             tuple(int(v) for v in input_size))
+
+    def decode(self, emb: Sam2Embedding, boxes_xyxy=None, points_xy=None, point_labels=None, mask_logits=None,
+               multimask: bool = True) -> DecodeOutput:
+        """Masks for prompts on ``emb`` (from :meth:`embed`), as ``SAM2ImagePredictor.predict``.
 
         Parameters
         ----------
-        box_xyxy : (x0, y0, x1, y1), optional
-            Pixels of the plane.
+        boxes_xyxy : (B, 4), optional
+            ``(x0, y0, x1, y1)`` pixels of the plane; several boxes are one batch, one object each.
         points_xy : (N, 2), optional
-            ``(x, y)`` pixels; ``point_labels`` ``(N,)`` 1 positive, 0 negative.
+            ``(x, y)`` pixels; ``point_labels`` ``(N,)`` 1 positive, 0 negative (one object).
         mask_logits : (1, s/4, s/4) or (s/4, s/4), optional
-            Low-resolution logits of a previous decode.
+            Low-resolution logits of a previous decode (one object).
 
         Returns
         -------
-        masks : (C, H, W) bool, scores : (C,) float32, low_res_logits : (C, s/4, s/4) float32
-            ``C`` = 3 (multimask) or 1, ordered by descending score.
+        DecodeOutput
+            ``masks`` ``(B, C, H, W)`` bool, ``scores`` ``(B, C)``, ``low_res_logits`` ``(B, C, s/4, s/4)``; ``C`` = 3
+            (multimask) or 1, in the model's order.
         """
         import torch
 
-        if box_xyxy is None and (points_xy is None or len(points_xy) == 0) and mask_logits is None:
-            raise VipInputError("Nothing to segment: give a box or at least one point.")
-        p = self.image_predictor()
-        p._features = {"image_embed": emb["image_embed"], "high_res_feats": emb["high_res_feats"]}
-        p._orig_hw = [tuple(emb["original_size"])]
-        p._is_image_set, p._is_batch = True, False
+        boxes = None if boxes_xyxy is None or len(boxes_xyxy) == 0 else np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)
         pts = None if points_xy is None or len(points_xy) == 0 else np.asarray(points_xy, np.float32).reshape(-1, 2)
+        if boxes is None and pts is None and mask_logits is None:
+            raise VipInputError("Nothing to segment: give a box or at least one point.")
+        if boxes is not None and len(boxes) > 1 and (pts is not None or mask_logits is not None):
+            raise VipInputError("Clicks and the previous mask refine one object: use one box with them, "
+                                "or several boxes alone.")
+        p = self.image_predictor()
+        p._features = {"image_embed": emb.image_embed, "high_res_feats": emb.high_res_feats}
+        p._orig_hw = [tuple(emb.original_size)]
+        p._is_image_set, p._is_batch = True, False
         labels = None if pts is None else np.asarray(point_labels, np.int32).reshape(-1)
         mask_in = None if mask_logits is None else np.asarray(mask_logits, np.float32).reshape(
             1, *np.shape(mask_logits)[-2:])
         with torch.inference_mode():
             masks, scores, low = p.predict(point_coords=pts, point_labels=labels,
-                                           box=None if box_xyxy is None else np.asarray(box_xyxy, np.float32),
+                                           box=None if boxes is None else (boxes[0] if len(boxes) == 1 else boxes),
                                            mask_input=mask_in, multimask_output=multimask)
-        order = np.argsort(-scores, kind="stable")
-        return masks[order].astype(bool), scores[order].astype(np.float32), low[order].astype(np.float32)
+        b = 1 if boxes is None else len(boxes)
+        c = scores.shape[-1]
+        return DecodeOutput(masks.reshape(b, c, *masks.shape[-2:]).astype(bool),
+                            scores.reshape(b, c).astype(np.float32),
+                            low.reshape(b, c, *low.shape[-2:]).astype(np.float32))
 
     # -- volumes -------------------------------------------------------------------------------------------
     def frames_tensor(self, slices_rgb: np.ndarray):

@@ -32,6 +32,7 @@ WIRE_TYPES = {
     "Marker": "napari_vip.core.markers:Marker",
     "ModelSpec": "napari_vip.models.spec:ModelSpec",
     "SamSpec": "napari_vip.models.sam:SamSpec",
+    "Sam2Spec": "napari_vip.models.sam2_family:Sam2Spec",
     "Focus": "napari_vip.core.focus:Focus",
     "RegionPrompt": "napari_vip.core.text_region:RegionPrompt",
     "RegionConcepts": "napari_vip.core.region_concepts:RegionConcepts",

@@ -55,6 +55,9 @@ class _Inbox:
         return self.waiting.pop(0) if self.waiting else None
 
     def overtaken(self, job: Job) -> bool:
+        """A newer job waits on ``job``'s channel, or ``job`` is a background request and any job waits."""
+        if getattr(job.request, "background", False) and self.waiting:
+            return True
         return job.channel is not None and any(j.channel == job.channel for j in self.waiting)
 
 

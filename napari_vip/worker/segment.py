@@ -15,7 +15,8 @@ import numpy as np
 from .. import __version__
 from ..core.coords import clip_box_xyxy
 from ..core.errors import VipInputError
-from ..models.sam import PREPARE_VERSION, SamSpec
+from ..models.sam import SamSpec
+from ..models.sam2_family import Sam2Spec
 from .engine import handles
 from .protocol import Provenance
 
@@ -81,7 +82,8 @@ class SamImageRequest:
     image_rgb : np.ndarray
         ``(H, W, 3)`` uint8 model input (:func:`napari_vip.core.image.to_model_rgb` of the plane in view,
         windowed as displayed).
-    model : SamSpec
+    model : SamSpec or Sam2Spec
+        SAM/MedSAM, or the SAM 2 family (SAM 2.1, MedSAM2).
     window : (float, float) or None
         Contrast limits used to make ``image_rgb`` (part of the embedding cache key). Keyword only, like
         the fields after it.
@@ -96,7 +98,7 @@ class SamImageRequest:
     """
 
     image_rgb: np.ndarray
-    model: SamSpec
+    model: SamSpec | Sam2Spec
     _: KW_ONLY
     window: tuple[float, float] | None = None
     invert: bool = False
@@ -201,13 +203,20 @@ class SegmentResult:
                 "notes": list(self.notes)}
 
 
-def sam_model(engine, spec: SamSpec, device: str, progress=None):
-    """The engine's cached :class:`~napari_vip.models.sam.SamModel` for ``spec`` on ``device``."""
+def sam_model(engine, spec, device: str, progress=None):
+    """The engine's cached model for ``spec`` on ``device``: a :class:`~napari_vip.models.sam.SamModel` for a
+    :class:`SamSpec`, a :class:`~napari_vip.models.sam2_family.Sam2Model` for a ``Sam2Spec`` (both embed, decode
+    and convert embeddings to and from arrays alike)."""
     from ..models.device import resolve_device
     from ..models.sam import load_sam
+    from ..models.sam2_family import load_sam2
 
+    if not isinstance(spec, (SamSpec, Sam2Spec)):
+        raise VipInputError(f"Segmentation needs a SAM or SAM 2 model spec; got {type(spec).__name__}.")
     dev = resolve_device(device)
     say = (lambda text: progress(0, 0, text)) if progress else None
+    if isinstance(spec, Sam2Spec):
+        return engine.model(("sam2", spec, dev), lambda: load_sam2(spec, dev, say))
     return engine.model(("sam", spec, dev), lambda: load_sam(spec, dev, say))
 
 
@@ -217,7 +226,8 @@ def get_embedding(engine, model, image_rgb, window, invert, image_sig=None, disk
 
     cache = engine.sam_embeddings
     sig = image_sig or image_signature(image_rgb)
-    args = (sig, window, invert, model.weights_id, model.spec.arch, model.spec.medsam, PREPARE_VERSION)
+    args = (sig, window, invert, model.weights_id, model.spec.arch, getattr(model.spec, "medsam", False),
+            model.prepare_version)
     key, parts = embedding_key(*args), key_parts(*args)
     emb = cache.get_memory(key)
     if emb is not None:
@@ -225,16 +235,19 @@ def get_embedding(engine, model, image_rgb, window, invert, image_sig=None, disk
     use_disk = disk and not model.untrained
     stored = cache.get_disk(key, parts) if use_disk else None
     if stored is not None and tuple(stored.original_size) == tuple(image_rgb.shape[:2]):
-        emb = model.embedding_from_array(stored.features, stored.input_size, stored.original_size)
-        cache.put_memory(key, emb)
-        return emb, key, "disk"
+        try:
+            emb = model.embedding_from_array(stored.features, stored.input_size, stored.original_size)
+        except VipInputError:  # stored by another build of the model: recompute
+            cache.remove(key)
+        else:
+            cache.put_memory(key, emb)
+            return emb, key, "disk"
     if progress:
         progress(1, 3, "computing the image embedding")
     emb = model.embed(image_rgb)
     cache.put_memory(key, emb)
     if use_disk:
-        cache.put_disk(key, parts, CachedEmbedding(emb.features.float().cpu().numpy(), emb.input_size,
-                                                   emb.original_size))
+        cache.put_disk(key, parts, CachedEmbedding(model.embedding_array(emb), emb.input_size, emb.original_size))
     return emb, key, "computed"
 
 
@@ -283,11 +296,12 @@ def segment(engine, req: SegmentRequest, progress) -> SegmentResult:
     take = np.arange(len(order))[:, None]
     masks, scores, low = out.masks[take, order], out.scores[take, order], out.low_res_logits[take, order]
     t2 = time.perf_counter()
-    if model.spec.medsam and len(pts):
+    medsam = getattr(model.spec, "medsam", False)
+    if medsam and len(pts):
         notes.append("MedSAM was trained with boxes only; clicks may help little")
     progress(3, 3, "done")
     prov = _provenance(model, {"window": req.window, "invert": req.invert, "embedding_key": key,
-                               "multimask": bool(req.multimask and not model.spec.medsam)})
+                               "multimask": bool(req.multimask and not medsam)})
     return SegmentResult(masks, scores, low, boxes, pts, labels, source,
                          {"embedding": round((t1 - t0) * 1000, 2), "decode": round((t2 - t1) * 1000, 2)},
                          prov, notes)

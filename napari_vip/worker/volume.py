@@ -10,27 +10,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
 from .. import __version__
 from ..core.errors import VipInputError
 from ..models.propagation import SlicePrompt, check_prompt, check_volume, propagate_sam1, propagate_sam2, volume_to_rgb
-from ..models.sam import SamSpec
 from ..models.sam2_family import Sam2Spec
 from .engine import handles
 from .protocol import Cancelled, Provenance
 from .segment import get_embedding, sam_model
-
-
-def sam2_model(engine, spec: Sam2Spec, device: str, progress=None):
-    """The engine's cached :class:`~napari_vip.models.sam2_family.Sam2Model` for ``spec`` on ``device``."""
-    from ..models.device import resolve_device
-    from ..models.sam2_family import load_sam2
-
-    dev = resolve_device(device)
-    say = (lambda text: progress(0, 0, text)) if progress else None
-    return engine.model(("sam2", spec, dev), lambda: load_sam2(spec, dev, say))
 
 
 @dataclass
@@ -131,19 +121,16 @@ def propagate(engine, req: PropagateRequest, progress) -> PropagateResult:
     slices_rgb = volume_to_rgb(vol, req.window)
     z = vol.shape[0]
     sam2 = isinstance(req.model, Sam2Spec)
+    model = sam_model(engine, req.model, req.device, progress)
     if sam2:
-        model = sam2_model(engine, req.model, req.device, progress)
         runs = propagate_sam2(model, slices_rgb, prompts, req.slice_range, req.stop_when_empty)
     else:
-        if not isinstance(req.model, SamSpec):
-            raise VipInputError("Propagation needs a SAM or SAM 2 model spec.")
-        model = sam_model(engine, req.model, req.device, progress)
         window = None if req.window is None else tuple(req.window)
 
         def embed(j):
             return get_embedding(engine, model, slices_rgb[j], window, False, disk=req.disk_cache)[0]
 
-        runs = propagate_sam1(model, embed, slices_rgb, prompts[-1], req.slice_range, req.iou_threshold,
+        runs = propagate_sam1(model, embed, slices_rgb, prompts, req.slice_range, req.iou_threshold,
                               req.stop_when_empty)
     out = np.zeros(vol.shape, bool)
     done, scores, issued = [], {}, {}
@@ -183,13 +170,18 @@ def outward_order(key: int, z: int) -> list[int]:
 
 @dataclass
 class VolumeEmbedRequest:
-    """Compute (or find in the cache) the SAM embeddings of a volume's slices, the slice in view first and then
-    outward, each cached on disk under its own key (the slice's image signature), so scrolling never waits twice.
+    """Compute (or find in the cache) the SAM or SAM 2 image embeddings of a volume's slices, the slice in view
+    first and then outward, each cached on disk under its own key (the slice's image signature), so scrolling
+    never waits twice.
+
+    A background job: the worker stops it (as replaced) as soon as any other job waits, so prompts are never
+    held up; the slices embedded so far stay cached and a new request resumes from them.
     """
 
+    background: ClassVar[bool] = True
     volume: np.ndarray
     slice_index: int
-    model: SamSpec
+    model: object
     axis: int = 0
     window: tuple[float, float] | None = None
     device: str = "auto"
@@ -214,9 +206,6 @@ class VolumeEmbedResult:
 @handles(VolumeEmbedRequest)
 def embed_volume(engine, req: VolumeEmbedRequest, progress) -> VolumeEmbedResult:
     vol = check_volume(req.volume, req.axis)
-    if not isinstance(req.model, SamSpec):
-        raise VipInputError("Per-slice embeddings on disk are for the SAM/MedSAM family; SAM 2 embeds frames "
-                            "while it propagates.")
     if not 0 <= req.slice_index < vol.shape[0]:
         raise VipInputError(f"Slice {req.slice_index} is outside the volume (0..{vol.shape[0] - 1}).")
     t0 = time.perf_counter()
