@@ -104,6 +104,37 @@ def test_a_whole_volume_commit_is_one_object_and_one_undo():
         session.commit_volume(np.ones((2, 16, 16), bool))
 
 
+def test_a_correction_replaces_the_object_only_on_the_planes_it_reached_and_undo_restores():
+    session = SegmentSession()
+    session.open_store((5, 12, 12))
+    other = np.zeros((5, 12, 12), bool)
+    other[3, 0:3, 0:3] = True
+    session.commit_volume(other)  # object 1, another object
+    first = np.zeros((5, 12, 12), bool)
+    first[0:5, 2:8, 2:8] = True
+    obj = session.commit_volume(first, prompts={"prompts": [{"slice": 2}]})  # object 2, on every plane
+    before_labels, before_record = session.store.labels.copy(), session.records_metadata()[1]
+    fixed = np.zeros((5, 12, 12), bool)
+    fixed[3:5, 0:5, 0:5] = True  # planes 3 and 4 corrected, plane 2 (not reached) says nothing
+    fixed[2] = True
+    changed = session.revise_volume(obj, fixed, planes=[3, 4], prompts={"prompts": [{"slice": 2}, {"slice": 4}]})
+    labels = session.store.labels
+    np.testing.assert_array_equal(labels[:3], before_labels[:3])  # planes not reached keep the object as it was
+    np.testing.assert_array_equal(labels[4] == obj, fixed[4])
+    np.testing.assert_array_equal(labels[3, 0:3, 0:3], 1)  # never another object's voxels
+    np.testing.assert_array_equal(labels[3] == obj, fixed[3] & ~other[3])
+    want_changed = int(((before_labels[3:] == obj) != (labels[3:] == obj)).sum())
+    assert changed == want_changed > 0
+    rec = session.records_metadata()[1]
+    assert rec["id"] == obj and rec["area"] == int((labels == obj).sum()) and rec["source"] == "correction"
+    assert rec["prompts"]["planes"] == [0, 4] and rec["prompts"]["prompts"][-1] == {"slice": 4}
+    assert session.undo() == obj
+    np.testing.assert_array_equal(session.store.labels, before_labels)
+    assert session.records_metadata()[1] == before_record
+    with pytest.raises(VipInputError, match="Object 9 is not among"):
+        session.revise_volume(9, fixed, planes=[1])
+
+
 def test_commit_without_a_candidate_or_store_says_what_to_do(tmp_path):
     session = SegmentSession()
     with pytest.raises(VipInputError, match="Nothing to commit"):

@@ -79,3 +79,117 @@ def test_reopening_an_image_offers_its_autosave_and_restores_it(dock, tmp_path):
     assert widget.volume.restore_btn.isHidden()
     viewer.add_image(np.ones((20, 24), np.uint8), name="other")  # another image: nothing to offer
     assert widget.volume.offer_restore(viewer.layers["other"]) is False
+
+
+def _phantom_volume(z=6):
+    """``(z, 48, 64)`` uint16: a bright block whose extent changes from slice to slice."""
+    vol = np.full((z, 48, 64), 100, np.uint16)
+    for k in range(z):
+        vol[k, 10:30, 20 + k:50 - k] = 900 + 10 * k
+    return vol
+
+
+@pytest.fixture
+def sam2_dock(make_viewer, tiny_sam2_checkpoint, tmp_path, monkeypatch):
+    """The dock with the tiny SAM 2 checkpoint chosen (by file, then the test config as architecture)."""
+    from napari_vip.widgets.segment import SegmentWidget
+
+    monkeypatch.setenv("NAPARI_VIP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("NAPARI_VIP_AUTOSAVE", str(tmp_path / "autosave"))
+    arch, path = tiny_sam2_checkpoint
+    viewer = make_viewer()
+    widget = SegmentWidget(viewer)
+    widget.auto.setChecked(False)
+    widget.model.use_checkpoint(path)
+    widget.model.arch.setCurrentText(arch)
+    widget.model.device.setCurrentText("cpu")
+    yield viewer, widget
+    widget.bridge.shutdown()
+
+
+def test_sam2_tracks_within_the_slice_range_and_a_correction_replaces_the_object_where_it_reaches(sam2_dock,
+                                                                                                   qtbot):
+    """SAM 2 chosen in the dock: the propagation is SAM 2 video tracking (equal to the worker's own run of the
+    same request) within the slice range set in the row; "Correct from this slice" re-runs with the key slice's
+    prompt and the new one and replaces the same object on the slices the new run reached only; one undo takes
+    the correction back."""
+    from napari_vip.worker.engine import Engine
+
+    viewer, widget = sam2_dock
+    row = widget.volume
+    row.stop_empty.setChecked(False)
+    vol = _phantom_volume()
+    viewer.add_image(vol, name="ct")
+    assert (row.first.value(), row.last.value(), row.last.maximum()) == (0, 5, 5)  # the image's slices
+    row.first.setValue(1)
+    row.last.setValue(3)
+    viewer.dims.set_current_step(0, 2)
+    viewer.layers[MARKERS_LAYER].add_rectangles(np.array([[8, 18], [32, 52]]))
+    assert row.correct() is None and "Nothing to correct yet" in widget.status.text()
+    req = row.request()
+    assert req.slice_range == (1, 3) and req.stop_when_empty is False
+    row.propagate()
+    qtbot.waitUntil(lambda: row.last_result is not None, timeout=180_000)
+    first = row.last_result
+    assert first.provenance.extra["method"] == "sam2-video" and sorted(first.slices) == [1, 2, 3]
+    np.testing.assert_array_equal(first.mask, Engine().run(req).mask)
+    labels = viewer.layers[ANNOTATIONS_LAYER].data
+    (obj,) = set(np.unique(labels)) - {0}
+    assert not labels[[0, 4, 5]].any()  # the range holds
+    before = labels.copy()
+
+    # a correction on slice 3 (a box there, no candidate shown), now reaching slices 2..5
+    widget.clear()
+    viewer.dims.set_current_step(0, 3)
+    row.first.setValue(2)
+    row.last.setValue(5)
+    viewer.layers[MARKERS_LAYER].add_rectangles(np.array([[9, 24], [31, 46]]))
+    assert row.correct() is not None and f"Correcting object {obj}" in widget.status.text()
+    qtbot.waitUntil(lambda: row.last_result is not first, timeout=180_000)
+    second = row.last_result
+    assert [(p.slice_index, p.box_xyxy) for p in second.prompts] == [(2, (18.0, 8.0, 52.0, 32.0)),
+                                                                      (3, (24.0, 9.0, 46.0, 31.0))]
+    assert sorted(second.slices) == [2, 3, 4, 5]
+    labels = viewer.layers[ANNOTATIONS_LAYER].data
+    assert set(np.unique(labels)) - {0} <= {obj}  # the same object, no new one
+    np.testing.assert_array_equal(labels[2:] == obj, second.mask[2:])
+    np.testing.assert_array_equal(labels[:2], before[:2])  # slices the correction did not reach keep the object
+    record = viewer.layers[ANNOTATIONS_LAYER].metadata["vip_annotations"][0]
+    assert record["id"] == obj and record["source"] == "correction" and len(record["prompts"]["prompts"]) == 2
+    assert widget.undo() == obj
+    np.testing.assert_array_equal(viewer.layers[ANNOTATIONS_LAYER].data, before)
+
+
+def test_the_other_slices_are_embedded_in_the_background_so_scrolling_finds_them(make_viewer, qtbot,
+                                                                                  tiny_sam_checkpoint, tmp_path,
+                                                                                  monkeypatch):
+    """With weights from a file, the slice in view's embedding is followed by the other slices' (outward, cached on
+    disk, keyed as the dock's own requests): scrolling to another slice finds its embedding ready."""
+    from napari_vip.widgets.segment import SegmentWidget
+
+    monkeypatch.setenv("NAPARI_VIP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("NAPARI_VIP_AUTOSAVE", str(tmp_path / "autosave"))
+    arch, path = tiny_sam_checkpoint
+    viewer = make_viewer()
+    widget = SegmentWidget(viewer)
+    try:
+        widget.auto.setChecked(False)
+        widget.model.use_checkpoint(path)
+        widget.model.arch.setCurrentText(arch)
+        widget.model.device.setCurrentText("cpu")
+        viewer.add_image(_phantom_volume(5), name="ct", contrast_limits=(0, 1000))
+        viewer.dims.set_current_step(0, 2)
+        widget.precompute()
+        qtbot.waitUntil(lambda: widget.volume.last_background is not None, timeout=180_000)
+        bg = widget.volume.last_background
+        assert bg.order == [2, 3, 1, 4, 0] and bg.sources[2] in ("memory", "disk") and not bg.cancelled
+        assert "all 5 slices cached" in widget.embed_status.text()
+        widget.last_embed = None
+        viewer.dims.set_current_step(0, 4)
+        widget.precompute()
+        qtbot.waitUntil(lambda: widget.last_embed is not None, timeout=60_000)
+        assert widget.last_embed.source in ("memory", "disk")  # not computed again
+        widget.volume.background.setChecked(False)
+        assert widget.volume.embed_in_background() is None
+    finally:
+        widget.bridge.shutdown()

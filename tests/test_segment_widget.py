@@ -107,3 +107,51 @@ def test_text_to_mask_shows_heatmap_and_candidate(dock, qtbot, tiny_clip_arch):
     rec = widget.store.records[1]
     assert rec.source == "text" and rec.prompts["text"] == "small bright nodule"
     assert [s["step"] for s in rec.model["steps"]] == ["similarity", "region", "sam"]
+
+
+def test_sam2_through_the_dock_equals_sam2_image_predictor(make_viewer, qtbot, tiny_sam2_checkpoint, tmp_path,
+                                                            monkeypatch):
+    """SAM 2 chosen in the dock: the box's candidates are SAM2ImagePredictor's on the plane's model input, the
+    embedding is computed once, and a commit lands in "VIP annotations"."""
+    import torch
+    from sam2.build_sam import build_sam2
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    from napari_vip.models.sam2_family import arch_config
+    from napari_vip.widgets.segment import ANNOTATIONS_LAYER, CURRENT_LAYER, SegmentWidget
+
+    monkeypatch.setenv("NAPARI_VIP_CACHE", str(tmp_path / "cache"))
+    arch, path = tiny_sam2_checkpoint
+    viewer = make_viewer()
+    img = np.zeros((60, 80), np.uint8)
+    img[15:45, 20:60] = 200
+    viewer.add_image(img, name="xray")
+    widget = SegmentWidget(viewer)
+    try:
+        widget.model.use_checkpoint(path)
+        widget.model.arch.setCurrentText(arch)
+        widget.model.device.setCurrentText("cpu")
+        widget.precompute()
+        qtbot.waitUntil(lambda: widget.last_embed is not None, timeout=120_000)
+        viewer.layers[MARKERS_LAYER].add_rectangles(np.array([[12, 18], [48, 62]]))
+        qtbot.waitUntil(lambda: widget.last_result is not None, timeout=120_000)
+        res = widget.last_result
+        assert res.embedding_source == "memory" and res.provenance.to_dict()["model"]["arch"] == arch
+
+        cfg, overrides, size, _ = arch_config(arch)
+        ref = SAM2ImagePredictor(build_sam2(cfg, path, device="cpu", hydra_overrides_extra=overrides))
+        ref._bb_feat_sizes = [(size // 4,) * 2, (size // 8,) * 2, (size // 16,) * 2]
+        image, _, _, _ = widget.model_image()
+        with torch.inference_mode():
+            ref.set_image(image.rgb)
+            masks, scores, _ = ref.predict(box=np.array([18.0, 12.0, 62.0, 48.0]), multimask_output=True)
+        best_mask = masks[int(np.argmax(scores))].astype(bool)
+        shown = viewer.layers[CURRENT_LAYER].data.astype(bool)
+        union = (shown | best_mask).sum()
+        assert (shown & best_mask).sum() / union >= 0.99
+        np.testing.assert_allclose(res.scores[0], np.sort(scores)[::-1], atol=1e-5)
+        assert shown.any()
+        assert widget.commit() == [1]
+        np.testing.assert_array_equal(viewer.layers[ANNOTATIONS_LAYER].data == 1, shown)
+    finally:
+        widget.bridge.shutdown()

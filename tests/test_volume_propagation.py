@@ -30,27 +30,38 @@ def phantom(z=6, size=64) -> np.ndarray:
     return vol
 
 
-def test_sam2_propagation_equals_video_predictor(tmp_path, tiny_sam2_checkpoint):
-    from sam2.build_sam import build_sam2_video_predictor
-
-    arch, path = tiny_sam2_checkpoint
-    vol = phantom(z=5, size=72)
+def _jpeg_frames(folder, vol) -> np.ndarray:
+    """Write ``vol``'s slices as the JPEG folder SAM 2's video predictor reads; returns the frames as its loader
+    decodes them ``(Z, H, W, 3)`` uint8, so both sides see the same pixels."""
     u8 = ((np.clip(vol, -200, 400) + 200) / 600 * 255).astype(np.uint8)
     for k, sl in enumerate(u8):
-        Image.fromarray(np.repeat(sl[..., None], 3, -1)).save(tmp_path / f"{k:05d}.jpg", quality=95)
-    # the frames as SAM 2's JPEG loader decodes them: both sides see the same pixels
-    frames = np.stack([np.asarray(Image.open(tmp_path / f"{k:05d}.jpg").convert("RGB")) for k in range(5)])
-    box = np.array([22.0, 10.0, 60.0, 50.0])
+        Image.fromarray(np.repeat(sl[..., None], 3, -1)).save(folder / f"{k:05d}.jpg", quality=95)
+    return np.stack([np.asarray(Image.open(folder / f"{k:05d}.jpg").convert("RGB")) for k in range(len(vol))])
+
+
+def _video_predictor_logits(arch, path, folder, add_prompts) -> dict:
+    """``{frame: (H, W) logits}`` of sam2's own SAM2VideoPredictor on the JPEG folder, prompts added by
+    ``add_prompts(predictor, state)``, propagated forward then backward."""
+    from sam2.build_sam import build_sam2_video_predictor
 
     cfg, overrides, _, _ = arch_config(arch)
     ref = build_sam2_video_predictor(cfg, path, device="cpu", hydra_overrides_extra=overrides)
+    expected = {}
     with torch.inference_mode():
-        state = ref.init_state(str(tmp_path))
-        ref.add_new_points_or_box(state, frame_idx=2, obj_id=1, box=box)
-        expected = {}
+        state = ref.init_state(str(folder))
+        add_prompts(ref, state)
         for reverse in (False, True):
             for f, _, logits in ref.propagate_in_video(state, reverse=reverse):
                 expected[f] = logits[0, 0].float().numpy()
+    return expected
+
+
+def test_sam2_propagation_equals_video_predictor(tmp_path, tiny_sam2_checkpoint):
+    arch, path = tiny_sam2_checkpoint
+    frames = _jpeg_frames(tmp_path, phantom(z=5, size=72))
+    box = np.array([22.0, 10.0, 60.0, 50.0])
+    expected = _video_predictor_logits(arch, path, tmp_path, lambda ref, state: ref.add_new_points_or_box(
+        state, frame_idx=2, obj_id=1, box=box))
     assert sorted(expected) == [0, 1, 2, 3, 4]
 
     model = load_sam2(Sam2Spec(arch, checkpoint=path))
@@ -70,6 +81,27 @@ def test_sam2_propagation_equals_video_predictor(tmp_path, tiny_sam2_checkpoint)
     assert ranged == [2, 3, 1]
 
 
+def test_a_sam2_correction_tracks_with_every_prompt_as_the_video_predictor(tmp_path, tiny_sam2_checkpoint):
+    """A correction (clicks on another slice) is one more prompt: the result equals SAM2VideoPredictor given the
+    key slice's box and the correction's clicks, then propagated."""
+    arch, path = tiny_sam2_checkpoint
+    frames = _jpeg_frames(tmp_path, phantom(z=5, size=72))
+    box = np.array([22.0, 10.0, 60.0, 50.0])
+    pts, labels = np.array([[40.0, 30.0], [5.0, 5.0]], np.float32), np.array([1, 0], np.int32)
+
+    def add(ref, state):
+        ref.add_new_points_or_box(state, frame_idx=1, obj_id=1, box=box)
+        ref.add_new_points_or_box(state, frame_idx=3, obj_id=1, points=pts, labels=labels)
+
+    expected = _video_predictor_logits(arch, path, tmp_path, add)
+    model = load_sam2(Sam2Spec(arch, checkpoint=path))
+    prompts = [SlicePrompt(1, box_xyxy=tuple(box)), SlicePrompt(3, points_xy=pts, point_labels=labels)]
+    got = {s.slice_index: s.logits for s in propagate_sam2(model, frames, prompts, stop_when_empty=False)}
+    assert sorted(got) == sorted(expected) == [0, 1, 2, 3, 4]
+    for k, exp in expected.items():
+        np.testing.assert_allclose(got[k], exp, atol=1e-3, rtol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def sam1(tiny_sam_checkpoint):
     arch, path = tiny_sam_checkpoint
@@ -82,7 +114,7 @@ def _bbox(mask):
 
 
 def test_sam1_slice_by_slice_issues_previous_mask_box_and_logits(sam1, tmp_path, monkeypatch):
-    from napari_vip.models.propagation import volume_to_rgb
+    from napari_vip.models.propagation import displayed_slices
 
     monkeypatch.setenv("NAPARI_VIP_CACHE", str(tmp_path))
     spec, model = sam1
@@ -93,7 +125,7 @@ def test_sam1_slice_by_slice_issues_previous_mask_box_and_logits(sam1, tmp_path,
     assert res.slices[0] == key and not res.cancelled
     # the recipe, written here independently: key slice from the box, then each next slice from the previous
     # slice's mask box and its low-resolution logits, one mask per prompt
-    rgb = volume_to_rgb(vol)
+    rgb = displayed_slices(vol)  # the 2D dock's model input of each slice
     first = model.decode(model.embed(rgb[key]), boxes_xyxy=[box], multimask=False)
     assert np.array_equal(res.mask[key], first.masks[0, 0])
     for step in (1, -1):
@@ -111,6 +143,23 @@ def test_sam1_slice_by_slice_issues_previous_mask_box_and_logits(sam1, tmp_path,
     only = Engine().run(PropagateRequest(vol, [SlicePrompt(key, box_xyxy=box)], spec, iou_threshold=2.0,
                                          device="cpu"))
     assert only.slices == [key] and not only.mask[np.arange(6) != key].any()
+
+
+def test_a_sam1_correction_starts_at_its_slice_and_stops_before_earlier_prompted_slices(sam1, tmp_path,
+                                                                                          monkeypatch):
+    monkeypatch.setenv("NAPARI_VIP_CACHE", str(tmp_path))
+    spec, model = sam1
+    vol = phantom(z=6, size=64)
+    key, fix = SlicePrompt(3, box_xyxy=(20.0, 10.0, 55.0, 45.0)), SlicePrompt(1, box_xyxy=(22.0, 12.0, 52.0, 44.0))
+    res = Engine().run(PropagateRequest(vol, [key, fix], spec, iou_threshold=-1e9, stop_when_empty=False,
+                                        device="cpu"))
+    assert res.slices == [1, 2, 0]  # from the correction: forward up to (not into) slice 3, then backward
+    from napari_vip.models.propagation import displayed_slices
+
+    rgb = displayed_slices(vol)
+    out = model.decode(model.embed(rgb[1]), boxes_xyxy=[fix.box_xyxy], multimask=False)
+    assert np.array_equal(res.mask[1], out.masks[0, 0])  # the correction's own box starts the run
+    assert not res.mask[3:].any()
 
 
 def test_cancel_keeps_partial_slices(sam1, tmp_path, monkeypatch):
@@ -170,3 +219,12 @@ def test_volume_embeddings_outward_and_cached_per_slice(sam1, tmp_path, monkeypa
     assert len(set(first.keys.values())) == 5
     again = Engine().run(VolumeEmbedRequest(vol, 4, spec, device="cpu"))  # a new worker: from disk
     assert set(again.sources.values()) == {"disk"} and again.keys == first.keys
+    # the 2D dock's request for a slice, windowed as displayed, finds the slice embedded in the background
+    from napari_vip.core.image import to_model_rgb
+    from napari_vip.worker.segment import SegmentEmbedRequest
+
+    window = (-500.0, 400.0)
+    Engine().run(VolumeEmbedRequest(vol, 0, spec, window=window, invert=True, device="cpu"))
+    plane = to_model_rgb(vol[3], contrast_limits=window, invert=True, rgb=False)
+    dock = Engine().run(SegmentEmbedRequest(plane.rgb, spec, window=plane.window, invert=True, device="cpu"))
+    assert dock.source == "disk"

@@ -66,6 +66,7 @@ class _Change:
     plane: tuple[int, ...] | None  # None: the commit spanned the whole label volume
     flat_index: np.ndarray  # indices into the plane (or the volume), ravelled, that the commit changed
     previous: np.ndarray
+    record: AnnotationRecord | None = None  # a revision: the object's record before it
 
 
 class AnnotationStore:
@@ -178,14 +179,57 @@ class AnnotationStore:
         self._history.append(_Change(new_id, None, idx, prev))
         return new_id
 
+    def revise_volume(self, object_id: int, mask: np.ndarray, planes, prompts: dict | None = None,
+                      provenance: dict | None = None, source: str = "correction") -> int:
+        """Replace object ``object_id`` on ``planes`` (indices of the first axis) by ``mask`` there; returns how
+        many voxels changed.
+
+        ``mask`` is bool of the store's whole shape; only its ``planes`` are read.  On those planes the object's
+        voxels outside ``mask`` become background and ``mask``'s voxels that are background become the object:
+        other objects' voxels are never taken.  The record gets the new prompts, provenance, area and extent
+        (``planes`` over all its voxels).  Undo restores voxels and record exactly.
+        """
+        if object_id not in self.records:
+            raise VipInputError(f"Object {object_id} is not among the annotations; propagate it first.")
+        m = np.asarray(mask)
+        if m.shape != self.shape:
+            raise VipInputError(f"Mask has shape {m.shape}; the annotations have {self.shape}.")
+        rows = np.zeros(self.shape[0], bool)
+        rows[[int(p) for p in planes]] = True
+        sel = rows.reshape((-1,) + (1,) * (len(self.shape) - 1))
+        own = self.labels == object_id
+        new = m.astype(bool) & ((self.labels == 0) | own) & sel  # never another object's voxels
+        change = (own & sel) != new
+        idx = np.flatnonzero(change)
+        flat = self.labels.reshape(-1)
+        prev = flat[idx].copy()
+        flat[idx] = np.where(new.reshape(-1)[idx], object_id, 0)
+        old = self.records[object_id]
+        coords = np.nonzero(self.labels == object_id)
+        rec_prompts = dict(prompts if prompts is not None else old.prompts)
+        if coords[0].size and len(self.shape) > 2:
+            rec_prompts["planes"] = [int(coords[0].min()), int(coords[0].max())]
+        bbox = ((int(coords[-2].min()), int(coords[-1].min()), int(coords[-2].max()) + 1, int(coords[-1].max()) + 1)
+                if coords[0].size else (0, 0, 0, 0))
+        self.records[object_id] = AnnotationRecord(
+            object_id, old.plane, rec_prompts, dict(provenance if provenance is not None else old.model), old.score,
+            int(coords[0].size), bbox, datetime.now(timezone.utc).isoformat(timespec="seconds"), source)
+        self._history.append(_Change(object_id, None, idx, prev, old))
+        return int(idx.size)
+
     def undo(self) -> AnnotationRecord | None:
-        """Take back the last commit (its pixels return to their previous values); returns its record."""
+        """Take back the last commit or revision (its pixels return to their previous values, a revised object
+        its previous record); returns the record taken back."""
         if not self._history:
             return None
         change = self._history.pop()
         view = self.labels if change.plane is None else self.plane_view(change.plane)
         flat = view.reshape(-1)
         flat[change.flat_index] = change.previous
+        if change.record is not None:
+            taken = self.records.get(change.id)
+            self.records[change.id] = change.record
+            return taken
         return self.records.pop(change.id, None)
 
     # -- sidecar -------------------------------------------------------------------------------------------------

@@ -85,6 +85,22 @@ def volume_to_rgb(volume: np.ndarray, window=None) -> np.ndarray:
     return np.repeat(u8[..., None], 3, axis=-1)
 
 
+def displayed_slices(volume: np.ndarray, window=None, invert: bool = False) -> np.ndarray:
+    """``(Z, H, W, 3)`` uint8 slices windowed as the viewer displays them: each slice through
+    :func:`~napari_vip.core.image.to_model_rgb` with ``window`` (default the volume's finite min/max), exactly the
+    2D dock's model input, so per-slice SAM embeddings are shared with the dock's cache."""
+    from ..core.image import to_model_rgb
+
+    data = np.asarray(volume)
+    if window is None:
+        finite = np.isfinite(data)
+        if not finite.any():
+            raise VipInputError("Every voxel of the volume is NaN or infinite.")
+        window = (float(data[finite].min()), float(data[finite].max()))
+    window = (float(window[0]), float(window[1]))
+    return np.stack([to_model_rgb(sl, contrast_limits=window, invert=invert, rgb=False).rgb for sl in data])
+
+
 def check_prompt(prompt: SlicePrompt, volume: np.ndarray) -> None:
     """Refuse a prompt outside the volume, a box on an empty (constant) region, or an empty mask."""
     z, h, w = volume.shape[:3]

@@ -1,67 +1,121 @@
-"""The SAM model chooser of the "VIP segment" dock: checkpoint file or untrained, architecture, MedSAM, device."""
+"""The segmentation model chooser of the "VIP segment" dock: checkpoint file or untrained, architecture (SAM 2.1,
+MedSAM2, SAM, MedSAM), device, and a line on what the chosen architecture costs and does."""
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QFormLayout, QLineEdit, QWidget
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QFormLayout, QLabel, QLineEdit, QWidget
 
 from ..models.sam import SAM_ARCHS, SamSpec
+from ..models.sam2_family import DEFAULT_SAM2_ARCH, SAM2_ARCHS, Sam2Spec, is_sam2_arch
 from .form_rows import browse_row, warning_label
 from .remote_server import device_combo
 
 SAM_SOURCES = ("untrained (random weights)", "checkpoint file")
-UNTRAINED_WARNING = ("<b style='color:#e8a33d'>Untrained SAM: random weights.</b> Masks only show the "
+UNTRAINED_WARNING = ("<b style='color:#e8a33d'>Untrained model: random weights.</b> Masks only show the "
                      "workflow.")
+#: What each architecture costs and does (CPU encoder times: docs/benchmarks.md, bench_volume.py).
+ARCH_NOTES = {
+    "sam2.1_hiera_t": "SAM 2.1 hiera-tiny: the fastest image encoder (about 4x faster than SAM vit_b on a CPU); "
+                      "propagates through volumes with SAM 2's memory.",
+    "sam2.1_hiera_s": "SAM 2.1 hiera-small: a little slower than tiny, a little more accurate.",
+    "sam2.1_hiera_b+": "SAM 2.1 hiera-base+: slower (about SAM vit_b's time on a CPU), more accurate.",
+    "sam2.1_hiera_l": "SAM 2.1 hiera-large: the most accurate SAM 2, the slowest; for a GPU.",
+    "medsam2": "MedSAM2: SAM 2.1 hiera-tiny fine-tuned on CT/MR/PET volumes, run at 512x512 (faster still); "
+               "needs its checkpoint (MedSAM2_latest.pt).",
+    "vit_b": "SAM vit_b: slower encoder (about 18 s a slice on a CPU); volumes propagate slice by slice. "
+             "Tick MedSAM for medsam_vit_b.pth.",
+    "vit_l": "SAM vit_l: about 2x vit_b's time; volumes propagate slice by slice.",
+    "vit_h": "SAM vit_h: the slowest SAM; for a GPU.",
+}
+#: Official checkpoint file names -> architecture, so choosing a file picks its architecture.
+CHECKPOINT_NAMES = (("medsam2", "medsam2"), ("hiera_tiny", "sam2.1_hiera_t"), ("hiera_small", "sam2.1_hiera_s"),
+                    ("hiera_base_plus", "sam2.1_hiera_b+"), ("hiera_large", "sam2.1_hiera_l"),
+                    ("vit_b", "vit_b"), ("vit_l", "vit_l"), ("vit_h", "vit_h"))
+
+
+def sam2_installed() -> bool:
+    """Whether Meta's ``sam2`` package can be imported (the SAM 2 family is offered only then)."""
+    import importlib.util
+
+    return importlib.util.find_spec("sam2") is not None
 
 
 class SamPicker(QWidget):
-    """Chooses a :class:`SamSpec`: checkpoint file or untrained, architecture, MedSAM, device."""
+    """Chooses a :class:`SamSpec` or :class:`Sam2Spec`: checkpoint file or untrained, architecture, MedSAM,
+    device.  SAM 2.1 hiera-tiny is the default where ``sam2`` is installed, else SAM vit_b."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.source = QComboBox()
         self.source.addItems(SAM_SOURCES)
         self.arch = QComboBox()
-        self.arch.setEditable(True)  # a .json config of a custom SAM also works
-        self.arch.addItems(SAM_ARCHS)
+        self.arch.setEditable(True)  # a .json config of a custom SAM or SAM 2 also works
+        archs = (list(SAM2_ARCHS) if sam2_installed() else []) + list(SAM_ARCHS)
+        self.arch.addItems(archs)
+        self.arch.setCurrentText(DEFAULT_SAM2_ARCH if DEFAULT_SAM2_ARCH in archs else "vit_b")
         self.path = QLineEdit()
-        self.path.setPlaceholderText("sam_vit_b_01ec64.pth / medsam_vit_b.pth")
         self.medsam = QCheckBox("MedSAM (its own normalisation)")
+        self.about = QLabel()
+        self.about.setWordWrap(True)
         self.device = device_combo()
         self.warning = warning_label(UNTRAINED_WARNING)
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("weights", self.source)
         form.addRow("architecture", self.arch)
+        form.addRow(self.about)
         form.addRow("checkpoint", browse_row(self.path, self._browse))
         form.addRow("", self.medsam)
         form.addRow("device", self.device)
         form.addRow(self.warning)
         self.source.currentTextChanged.connect(self._on_source)
+        self.arch.currentTextChanged.connect(self._on_arch)
         self._on_source(self.source.currentText())
+        self._on_arch(self.arch.currentText())
 
     def _browse(self) -> None:
-        name, _ = QFileDialog.getOpenFileName(self, "SAM / MedSAM checkpoint", "",
+        name, _ = QFileDialog.getOpenFileName(self, "SAM / SAM 2 / MedSAM checkpoint", "",
                                               "Checkpoints (*.pth *.pt *.bin *.safetensors)")
         if name:
-            self.path.setText(name)
-            self.source.setCurrentText("checkpoint file")
-            if "medsam" in name.lower():
-                self.medsam.setChecked(True)
+            self.use_checkpoint(name)
+
+    def use_checkpoint(self, path: str) -> None:
+        """Choose the checkpoint ``path``; an official file name (``sam2.1_hiera_tiny.pt``, ``MedSAM2_latest.pt``,
+        ``medsam_vit_b.pth``...) also picks its architecture and the MedSAM box."""
+        self.path.setText(path)
+        self.source.setCurrentText("checkpoint file")
+        low = path.lower().replace("-", "_")
+        for part, arch in CHECKPOINT_NAMES:
+            if part in low and self.arch.findText(arch) >= 0:
+                self.arch.setCurrentText(arch)
+                break
+        self.medsam.setChecked("medsam" in low and not is_sam2_arch(self.arch.currentText().strip()))
 
     def _on_source(self, source: str) -> None:
         self.path.setEnabled(source == "checkpoint file")
         self.warning.setVisible(source.startswith("untrained"))
 
+    def _on_arch(self, arch: str) -> None:
+        sam2 = is_sam2_arch(arch.strip())
+        self.medsam.setEnabled(not sam2)
+        if sam2:
+            self.medsam.setChecked(False)
+        self.path.setPlaceholderText("sam2.1_hiera_tiny.pt / MedSAM2_latest.pt" if sam2
+                                     else "sam_vit_b_01ec64.pth / medsam_vit_b.pth")
+        self.about.setText(ARCH_NOTES.get(arch.strip(), "A custom configuration (.json)."))
+
     def set_untrained(self, arch: str = "vit_b") -> None:
         self.source.setCurrentText(SAM_SOURCES[0])
         self.arch.setCurrentText(arch)
 
-    def spec(self) -> SamSpec:
+    def spec(self) -> SamSpec | Sam2Spec:
         """The chosen spec; raises VipInputError for an incomplete choice."""
         arch = self.arch.currentText().strip()
-        if self.source.currentText() == "checkpoint file":
-            return SamSpec(arch, checkpoint=self.path.text().strip() or None, medsam=self.medsam.isChecked())
-        return SamSpec(arch, untrained=True, medsam=self.medsam.isChecked())
+        untrained = self.source.currentText() != "checkpoint file"
+        checkpoint = None if untrained else (self.path.text().strip() or None)
+        if is_sam2_arch(arch):
+            return Sam2Spec(arch, checkpoint=checkpoint, untrained=untrained)
+        return SamSpec(arch, checkpoint=checkpoint, medsam=self.medsam.isChecked(), untrained=untrained)
 
     def device_name(self) -> str:
         return self.device.currentText()

@@ -194,7 +194,7 @@ class SegmentWidget(VipDock):
         with self._quiet():
             self.markers_layer()
             self.clicks_layer()
-        self.volume.offer_restore(layer)  # work autosaved before a crash or an unsaved close
+        self.volume.follow_image(layer)  # slice range; work autosaved before a crash or an unsaved close
         self._contrast_timer.start()  # debounced, so a model chosen right after opening is the one used
 
     def markers_layer(self):
@@ -280,6 +280,7 @@ class SegmentWidget(VipDock):
         self.last_embed = result
         warn = " <b style='color:#e8a33d'>(untrained)</b>" if result.provenance.untrained else ""
         self.embed_status.setText(f"embedding: ready ({result.source}, {result.seconds:.1f} s){warn}")
+        self.volume.embed_in_background()  # a volume: the other slices, from this one outward
 
     def _on_embed_error(self, failed) -> None:
         if failed.kind != "stale":
@@ -384,6 +385,7 @@ class SegmentWidget(VipDock):
     def _on_result(self, result, text_result=None) -> None:
         self.session.set_result(result, self._request_plane, text_result)
         self._show_candidate()
+        self.volume.embed_in_background()  # resumes if the prompt interrupted it
         if self._prompt_time is not None:
             self.last_latency_ms = (time.perf_counter() - self._prompt_time) * 1000
             self._prompt_time = None

@@ -14,7 +14,8 @@ Commit
     Each box of the result becomes a new object id, painted on its ``plane`` of the label volume where no other
     object is (committing never overwrites another object's voxels); its record keeps the prompts, the model's
     provenance, SAM's score and the source (``sam`` or ``text``).  :meth:`commit_volume` adds a whole ``(Z, Y,
-    X)`` mask as one object.  :meth:`undo` takes the last commit back exactly.
+    X)`` mask as one object; :meth:`revise_volume` replaces an object on the planes a correction reached.
+    :meth:`undo` takes the last commit or revision back exactly.
 """
 
 from __future__ import annotations
@@ -162,6 +163,14 @@ class SegmentSession:
         if self.store is None:
             raise VipInputError("No annotations to commit to: open an image first.")
         return self.store.commit_volume(mask, prompts, provenance, score, source)
+
+    def revise_volume(self, object_id: int, mask: np.ndarray, planes, prompts: dict | None = None,
+                      provenance: dict | None = None) -> int:
+        """Replace object ``object_id`` on ``planes`` by ``mask`` (a correction re-propagated from another slice);
+        see :meth:`~napari_vip.core.annotations.AnnotationStore.revise_volume`.  Returns the voxels changed."""
+        if self.store is None:
+            raise VipInputError("No annotations to correct: open an image first.")
+        return self.store.revise_volume(object_id, mask, planes, prompts, provenance)
 
     def save(self, path, sidecar=None) -> tuple[str, str]:
         """Write the label volume (PNG/TIFF/.npy by extension) and its JSON sidecar; returns both paths."""

@@ -16,7 +16,15 @@ import numpy as np
 
 from .. import __version__
 from ..core.errors import VipInputError
-from ..models.propagation import SlicePrompt, check_prompt, check_volume, propagate_sam1, propagate_sam2, volume_to_rgb
+from ..models.propagation import (
+    SlicePrompt,
+    check_prompt,
+    check_volume,
+    displayed_slices,
+    propagate_sam1,
+    propagate_sam2,
+    volume_to_rgb,
+)
 from ..models.sam2_family import Sam2Spec
 from .engine import handles
 from .protocol import Cancelled, Provenance
@@ -40,7 +48,12 @@ class PropagateRequest:
     slice_range : (int, int), optional
         Inclusive first and last slice to reach; default the whole volume.
     window : (float, float), optional
-        Window applied before the model sees the slices (as displayed); default the volume's min/max.
+        Window applied before the model sees the slices (as displayed); default the volume's min/max.  SAM 2
+        gets MedSAM2's volume scaling (:func:`~napari_vip.models.propagation.volume_to_rgb`); the SAM 1 family
+        the 2D dock's model input (:func:`~napari_vip.models.propagation.displayed_slices`), so it reuses the
+        embeddings the dock cached.
+    invert : bool
+        The slices are shown inverted (MONOCHROME1).
     stop_when_empty : bool
         Stop a direction at the first slice where the object vanishes.
     iou_threshold : float
@@ -53,6 +66,7 @@ class PropagateRequest:
     axis: int = 0
     slice_range: tuple[int, int] | None = None
     window: tuple[float, float] | None = None
+    invert: bool = False
     stop_when_empty: bool = True
     iou_threshold: float = 0.7
     device: str = "auto"
@@ -118,17 +132,20 @@ def propagate(engine, req: PropagateRequest, progress) -> PropagateResult:
         check_prompt(p, vol)
     progress(0, 0, "loading the model")
     t0 = time.perf_counter()
-    slices_rgb = volume_to_rgb(vol, req.window)
     z = vol.shape[0]
     sam2 = isinstance(req.model, Sam2Spec)
     model = sam_model(engine, req.model, req.device, progress)
     if sam2:
+        slices_rgb = volume_to_rgb(vol, req.window)
+        if req.invert:
+            slices_rgb = 255 - slices_rgb
         runs = propagate_sam2(model, slices_rgb, prompts, req.slice_range, req.stop_when_empty)
     else:
-        window = None if req.window is None else tuple(req.window)
+        slices_rgb = displayed_slices(vol, req.window, req.invert)
+        window = _window(vol, req.window)
 
         def embed(j):
-            return get_embedding(engine, model, slices_rgb[j], window, False, disk=req.disk_cache)[0]
+            return get_embedding(engine, model, slices_rgb[j], window, req.invert, disk=req.disk_cache)[0]
 
         runs = propagate_sam1(model, embed, slices_rgb, prompts, req.slice_range, req.iou_threshold,
                               req.stop_when_empty)
@@ -168,6 +185,14 @@ def outward_order(key: int, z: int) -> list[int]:
     return order
 
 
+def _window(vol: np.ndarray, window) -> tuple[float, float]:
+    """``window`` as floats, default the volume's finite min/max (the embedding cache key's window)."""
+    if window is not None:
+        return float(window[0]), float(window[1])
+    finite = vol[np.isfinite(vol)]
+    return float(finite.min()), float(finite.max())
+
+
 @dataclass
 class VolumeEmbedRequest:
     """Compute (or find in the cache) the SAM or SAM 2 image embeddings of a volume's slices, the slice in view
@@ -184,6 +209,7 @@ class VolumeEmbedRequest:
     model: object
     axis: int = 0
     window: tuple[float, float] | None = None
+    invert: bool = False
     device: str = "auto"
     disk_cache: bool = True
 
@@ -210,14 +236,14 @@ def embed_volume(engine, req: VolumeEmbedRequest, progress) -> VolumeEmbedResult
         raise VipInputError(f"Slice {req.slice_index} is outside the volume (0..{vol.shape[0] - 1}).")
     t0 = time.perf_counter()
     model = sam_model(engine, req.model, req.device, progress)
-    slices_rgb = volume_to_rgb(vol, req.window)
-    window = None if req.window is None else tuple(req.window)
+    window = _window(vol, req.window)
     order = outward_order(req.slice_index, vol.shape[0])
     sources, keys, cancelled = {}, {}, False
     try:
         for n, j in enumerate(order):
             progress(n, len(order), f"embedding slice {j}")
-            _, keys[j], sources[j] = get_embedding(engine, model, slices_rgb[j], window, False, disk=req.disk_cache)
+            rgb = displayed_slices(vol[j:j + 1], window, req.invert)[0]  # the dock's model input of slice j
+            _, keys[j], sources[j] = get_embedding(engine, model, rgb, window, req.invert, disk=req.disk_cache)
     except Cancelled:
         cancelled = True
     prov = Provenance(__version__, **model.provenance(), extra={"window": req.window, "axis": req.axis})
