@@ -73,3 +73,29 @@ def test_keys_names_and_clear(tmp_path):
     assert saver.latest(image_key(a)) is None
     with pytest.raises(ValueError):
         saver.save("../escape", a)
+
+
+def test_background_saves_write_a_snapshot_in_order_and_keys_are_hashed_once(tmp_path, monkeypatch):
+    import napari_vip.io.autosave as autosave
+
+    store = Autosave(tmp_path, keep=5)
+    labels = np.zeros((4, 8, 8), np.int32)
+    labels[1, 2:4, 2:4] = 1
+    calls = []
+    real = autosave.image_key
+    monkeypatch.setattr(autosave, "image_key", lambda data: calls.append(1) or real(data))
+    vol = np.arange(4 * 8 * 8, dtype=np.int16).reshape(4, 8, 8)
+    key = autosave.cached_image_key(vol)
+    assert autosave.cached_image_key(vol) == key == real(vol) and len(calls) == 1
+    assert autosave.cached_image_key(vol.copy()) == key and len(calls) == 2  # another array: hashed again
+    first = autosave.save_in_background(store, key, labels, [{"id": 1}])
+    labels[2, 5:7, 5:7] = 2  # the next commit, before the first write may have run
+    autosave.save_in_background(store, key, labels, [{"id": 1}, {"id": 2}])
+    autosave.wait_for_saves()
+    assert first.done()
+    saves = sorted((tmp_path / key).glob("*.npz"))
+    assert len(saves) == 2
+    with np.load(saves[0]) as z:
+        assert set(np.unique(z["labels"])) == {0, 1}  # the snapshot, not torn by the later change
+    latest = store.latest(key)
+    assert set(np.unique(latest.labels)) == {0, 1, 2} and [r["id"] for r in latest.records] == [1, 2]

@@ -20,7 +20,7 @@ def picker(qtbot):
 
 def test_sam2_hiera_tiny_is_the_default_and_says_why(picker):
     assert picker.arch.currentText() == "sam2.1_hiera_t"
-    assert "fastest image encoder" in picker.about.text()
+    assert "Fastest encoder" in picker.about.text() and picker.arch.toolTip() == picker.about.text()
     spec = picker.spec()
     assert isinstance(spec, Sam2Spec) and spec.untrained and spec.arch == "sam2.1_hiera_t"
     assert not picker.medsam.isEnabled()  # the MedSAM box is for SAM 1 files

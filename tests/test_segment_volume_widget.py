@@ -25,7 +25,7 @@ def dock(make_viewer, qtbot, tiny_sam_arch, tmp_path, monkeypatch):
 
 
 def test_propagation_commits_one_object_and_autosaves(dock, qtbot, tmp_path):
-    from napari_vip.io.autosave import Autosave, image_key
+    from napari_vip.io.autosave import Autosave, image_key, wait_for_saves
 
     viewer, widget = dock
     vol = np.zeros((4, 48, 64), np.uint16)
@@ -36,7 +36,7 @@ def test_propagation_commits_one_object_and_autosaves(dock, qtbot, tmp_path):
     req = widget.volume.request()
     assert req.prompts[0].slice_index == 1 and req.prompts[0].box_xyxy == (18.0, 8.0, 52.0, 32.0)
     assert widget.volume.propagate() is not None
-    qtbot.waitUntil(lambda: widget.volume.last_result is not None, timeout=180_000)
+    qtbot.waitUntil(lambda: widget.volume.committed is not None, timeout=180_000)
     result = widget.volume.last_result
     labels = viewer.layers[ANNOTATIONS_LAYER].data
     assert labels.shape == (4, 48, 64)
@@ -47,7 +47,12 @@ def test_propagation_commits_one_object_and_autosaves(dock, qtbot, tmp_path):
     assert 1 in result.slices and labels[1].any()
     record = viewer.layers[ANNOTATIONS_LAYER].metadata["vip_annotations"][0]
     assert record["source"] == "propagation" and record["prompts"]["prompts"][0]["slice"] == 1
-    saved = Autosave(tmp_path / "autosave").latest(image_key(vol))
+    def saved_now():
+        wait_for_saves()  # sent on the next event-loop turn, written on the autosave thread
+        return Autosave(tmp_path / "autosave").latest(image_key(vol))
+
+    qtbot.waitUntil(lambda: saved_now() is not None, timeout=10_000)
+    saved = saved_now()
     np.testing.assert_array_equal(saved.labels, labels)
     assert saved.records[0]["id"] == obj
 
@@ -129,7 +134,7 @@ def test_sam2_tracks_within_the_slice_range_and_a_correction_replaces_the_object
     req = row.request()
     assert req.slice_range == (1, 3) and req.stop_when_empty is False
     row.propagate()
-    qtbot.waitUntil(lambda: row.last_result is not None, timeout=180_000)
+    qtbot.waitUntil(lambda: row.committed is not None, timeout=180_000)
     first = row.last_result
     assert first.provenance.extra["method"] == "sam2-video" and sorted(first.slices) == [1, 2, 3]
     np.testing.assert_array_equal(first.mask, Engine().run(req).mask)
@@ -145,7 +150,7 @@ def test_sam2_tracks_within_the_slice_range_and_a_correction_replaces_the_object
     row.last.setValue(5)
     viewer.layers[MARKERS_LAYER].add_rectangles(np.array([[9, 24], [31, 46]]))
     assert row.correct() is not None and f"Correcting object {obj}" in widget.status.text()
-    qtbot.waitUntil(lambda: row.last_result is not first, timeout=180_000)
+    qtbot.waitUntil(lambda: row.committed[1] is not first, timeout=180_000)
     second = row.last_result
     assert [(p.slice_index, p.box_xyxy) for p in second.prompts] == [(2, (18.0, 8.0, 52.0, 32.0)),
                                                                       (3, (24.0, 9.0, 46.0, 31.0))]
@@ -189,6 +194,7 @@ def test_the_other_slices_are_embedded_in_the_background_so_scrolling_finds_them
         widget.precompute()
         qtbot.waitUntil(lambda: widget.last_embed is not None, timeout=60_000)
         assert widget.last_embed.source in ("memory", "disk")  # not computed again
+        assert widget.volume.embed_in_background() is None  # all cached: not sent again for this volume and model
         widget.volume.background.setChecked(False)
         assert widget.volume.embed_in_background() is None
     finally:

@@ -1,5 +1,5 @@
 """``napari-vip segment IMAGE --box X0 Y0 X1 Y1 [--point X Y --positive|--negative]... --sam-checkpoint PATH
---sam-arch vit_b [--medsam] [--untrained] --out MASK.png --json``."""
+--sam-arch sam2.1_hiera_t|vit_b [--medsam] [--untrained] --out MASK.png --json``."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ class _LabelAction(argparse.Action):
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("segment", help="SAM/MedSAM mask from a box and/or clicks")
+    p = sub.add_parser("segment", help="SAM 2 / SAM / MedSAM mask from a box and/or clicks (volumes: --propagate)")
     p.add_argument("image", help="2D image file (PNG, JPEG, TIFF, .npy, DICOM, NIfTI)")
     p.add_argument("--box", nargs=4, type=float, action="append", metavar=("X0", "Y0", "X1", "Y1"), default=[],
                    help="box in (x, y) pixels; repeat for several objects (decoded as one batch)")

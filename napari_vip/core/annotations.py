@@ -64,9 +64,18 @@ class AnnotationRecord:
 class _Change:
     id: int
     plane: tuple[int, ...] | None  # None: the commit spanned the whole label volume
-    flat_index: np.ndarray  # indices into the plane (or the volume), ravelled, that the commit changed
-    previous: np.ndarray
+    flat_index: np.ndarray | None  # indices into the plane, ravelled, that the commit changed
+    previous: np.ndarray  # their values before (in the order of flat_index, or of changed's True voxels)
     record: AnnotationRecord | None = None  # a revision: the object's record before it
+    region: tuple[slice, ...] | None = None  # a volume change: the box it happened in
+    changed: np.ndarray | None = None  # bool, the region's shape: the voxels changed
+
+    def undo(self, labels: np.ndarray) -> None:
+        if self.region is not None:
+            labels[self.region][self.changed] = self.previous
+        else:
+            view = labels[self.plane] if self.plane else labels
+            view.reshape(-1)[self.flat_index] = self.previous
 
 
 class AnnotationStore:
@@ -153,30 +162,37 @@ class AnnotationStore:
 
         As :meth:`commit`, on every plane at once: only unlabelled voxels are painted.  The record's ``plane``
         is ``()``, its ``bbox_rc`` the rows/columns extent over all planes, and its prompts get ``"planes"``:
-        the ``[first, last]`` index of the first leading axis that holds the object.
+        the ``[first, last]`` index of the first leading axis that holds the object.  The work is done inside the
+        mask's bounding box, so a small object in a large volume commits in milliseconds.
         """
         m = np.asarray(mask)
         if m.shape != self.shape:
             raise VipInputError(f"Mask has shape {m.shape}; the annotations have {self.shape}.")
-        free = m.astype(bool) & (self.labels == 0)
-        if not free.any():
-            raise VipInputError("The mask has no voxel outside committed objects; nothing to commit.")
+        m = m.astype(bool, copy=False)
+        box = bounding_box(m)
         new_id = self.next_id()
-        idx = np.flatnonzero(free)
-        flat = self.labels.reshape(-1)
-        prev = flat[idx].copy()
-        flat[idx] = new_id
-        coords = np.nonzero(free)
-        rows, cols = coords[-2], coords[-1]
+        if box is None:
+            free = None
+        elif new_id == 1:  # no object yet: every voxel is free
+            free = m[box]
+        else:
+            free = m[box] & (self.labels[box] == 0)
+        if free is None or not free.any():
+            raise VipInputError("The mask has no voxel outside committed objects; nothing to commit.")
+        self.labels[box][free] = new_id  # free voxels were 0
+        ext = tuple(slice(0, n) for n in free.shape) if new_id == 1 else bounding_box(free)  # within box
+        lead, rows, cols = ext[0], ext[-2], ext[-1]
+        off = [b.start for b in box]
         prompts = dict(prompts or {})
         if free.ndim > 2:
-            prompts["planes"] = [int(coords[0].min()), int(coords[0].max())]
+            prompts["planes"] = [lead.start + off[0], lead.stop - 1 + off[0]]
         rec = AnnotationRecord(new_id, (), prompts, dict(provenance or {}), None if score is None else float(score),
-                               int(free.sum()), (int(rows.min()), int(cols.min()), int(rows.max()) + 1,
-                                                 int(cols.max()) + 1),
+                               int(np.count_nonzero(free)), (rows.start + off[-2], cols.start + off[-1],
+                                                             rows.stop + off[-2], cols.stop + off[-1]),
                                datetime.now(timezone.utc).isoformat(timespec="seconds"), source)
         self.records[new_id] = rec
-        self._history.append(_Change(new_id, None, idx, prev))
+        self._history.append(_Change(new_id, None, None, np.zeros(rec.area, self.labels.dtype), region=box,
+                                     changed=free))
         return new_id
 
     def revise_volume(self, object_id: int, mask: np.ndarray, planes, prompts: dict | None = None,
@@ -194,28 +210,41 @@ class AnnotationStore:
         m = np.asarray(mask)
         if m.shape != self.shape:
             raise VipInputError(f"Mask has shape {m.shape}; the annotations have {self.shape}.")
-        rows = np.zeros(self.shape[0], bool)
-        rows[[int(p) for p in planes]] = True
-        sel = rows.reshape((-1,) + (1,) * (len(self.shape) - 1))
-        own = self.labels == object_id
-        new = m.astype(bool) & ((self.labels == 0) | own) & sel  # never another object's voxels
-        change = (own & sel) != new
-        idx = np.flatnonzero(change)
-        flat = self.labels.reshape(-1)
-        prev = flat[idx].copy()
-        flat[idx] = np.where(new.reshape(-1)[idx], object_id, 0)
+        planes = sorted({int(p) for p in planes})
+        if not planes:
+            raise VipInputError("A correction needs the planes it reached.")
+        z0, z1 = planes[0], planes[-1] + 1
+        sel = np.zeros(z1 - z0, bool)
+        sel[np.asarray(planes) - z0] = True
+        sel = sel.reshape((-1,) + (1,) * (len(self.shape) - 1))
+        slab, m = self.labels[z0:z1], m[z0:z1].astype(bool, copy=False)
+        own = slab == object_id
+        box = bounding_box((own | m) & sel)  # the work is done inside it
+        change = None
+        if box is not None:
+            sub, sub_own = slab[box], own[box]
+            sub_sel = np.broadcast_to(sel, slab.shape)[box]
+            new = m[box] & ((sub == 0) | sub_own) & sub_sel  # never another object's voxels
+            change = (sub_own & sub_sel) != new
+            prev = sub[change]
+            sub[change] = np.where(new[change], object_id, 0)
+            box = (slice(box[0].start + z0, box[0].stop + z0),) + box[1:]
         old = self.records[object_id]
-        coords = np.nonzero(self.labels == object_id)
+        whole = self.labels == object_id
+        extent = bounding_box(whole)
         rec_prompts = dict(prompts if prompts is not None else old.prompts)
-        if coords[0].size and len(self.shape) > 2:
-            rec_prompts["planes"] = [int(coords[0].min()), int(coords[0].max())]
-        bbox = ((int(coords[-2].min()), int(coords[-1].min()), int(coords[-2].max()) + 1, int(coords[-1].max()) + 1)
-                if coords[0].size else (0, 0, 0, 0))
+        if extent is not None and len(self.shape) > 2:
+            rec_prompts["planes"] = [extent[0].start, extent[0].stop - 1]
+        bbox = ((extent[-2].start, extent[-1].start, extent[-2].stop, extent[-1].stop) if extent is not None
+                else (0, 0, 0, 0))
         self.records[object_id] = AnnotationRecord(
             object_id, old.plane, rec_prompts, dict(provenance if provenance is not None else old.model), old.score,
-            int(coords[0].size), bbox, datetime.now(timezone.utc).isoformat(timespec="seconds"), source)
-        self._history.append(_Change(object_id, None, idx, prev, old))
-        return int(idx.size)
+            int(np.count_nonzero(whole)), bbox, datetime.now(timezone.utc).isoformat(timespec="seconds"), source)
+        if change is None:
+            self._history.append(_Change(object_id, None, np.zeros(0, np.intp), np.zeros(0, self.labels.dtype), old))
+            return 0
+        self._history.append(_Change(object_id, None, None, prev, old, box, change))
+        return int(np.count_nonzero(change))
 
     def undo(self) -> AnnotationRecord | None:
         """Take back the last commit or revision (its pixels return to their previous values, a revised object
@@ -223,9 +252,7 @@ class AnnotationStore:
         if not self._history:
             return None
         change = self._history.pop()
-        view = self.labels if change.plane is None else self.plane_view(change.plane)
-        flat = view.reshape(-1)
-        flat[change.flat_index] = change.previous
+        change.undo(self.labels)
         if change.record is not None:
             taken = self.records.get(change.id)
             self.records[change.id] = change.record
@@ -258,6 +285,17 @@ class AnnotationStore:
         for k in sorted(present - known):  # objects without a record (e.g. painted by hand)
             records.append(AnnotationRecord(int(k), source="unknown", area=int((labels == k).sum())))
         return cls(labels.shape, labels, records)
+
+
+def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """Slices of the smallest box that holds every ``True`` of an nD bool ``mask``; ``None`` when it has none."""
+    box = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if not hit.size:
+            return None
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
 
 
 def sidecar_for(label_path) -> Path:

@@ -12,14 +12,22 @@ Usage
 ``key = image_key(layer.data)``; after every commit or propagation ``Autosave().save(key, labels, records,
 names)``; when an image opens, ``Autosave().latest(key)`` returns an :class:`AutosaveEntry` to offer a restore
 (``None`` when there is nothing); ``clear(key)`` after the user saved or declined.
+
+A viewer saves with :func:`save_in_background` (one writer thread, saves in order, a copy of the labels so later
+commits never tear a save) and remembers each image's key (:func:`cached_image_key`), so a commit on a large
+volume does not hold the event loop; :func:`wait_for_saves` waits for the writes sent so far.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import threading
 import time
+import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +59,59 @@ def image_key(data) -> str:
     h.update(f"{arr.dtype.str}{arr.shape}".encode())
     h.update(memoryview(arr).cast("B"))
     return h.hexdigest()
+
+
+_KEYS: dict[int, tuple[weakref.ref, str]] = {}
+_LOCK = threading.Lock()
+_WRITER: ThreadPoolExecutor | None = None
+_SPARE: list[np.ndarray] = []  # snapshot buffers the writer has finished with (a fresh 64 MB allocation can
+#                                take ten times as long as copying into memory already mapped)
+_log = logging.getLogger(__name__)
+
+
+def cached_image_key(data) -> str:
+    """:func:`image_key` of ``data``, computed once per array object (hashing a large volume takes a while)."""
+    entry = _KEYS.get(id(data))
+    if entry is not None and entry[0]() is data:
+        return entry[1]
+    key = image_key(data)
+    try:
+        _KEYS[id(data)] = (weakref.ref(data), key)
+    except TypeError:  # an object without weak references: hashed each time
+        pass
+    return key
+
+
+def save_in_background(autosave: Autosave, key: str, labels, records=(), names: dict | None = None) -> Future:
+    """:meth:`Autosave.save` of a copy of ``labels`` on the writer thread; a failed write is logged."""
+    global _WRITER
+    labels = np.asarray(labels)
+    with _LOCK:
+        if _WRITER is None:
+            _WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-vip-autosave")
+        spare = next((b for b in _SPARE if b.shape == labels.shape and b.dtype == labels.dtype), None)
+        if spare is not None:
+            _SPARE.remove(spare)
+    snapshot = np.empty_like(labels) if spare is None else spare
+    np.copyto(snapshot, labels)
+    future = _WRITER.submit(autosave.save, key, snapshot, list(records), dict(names or {}))
+
+    def report(f: Future) -> None:
+        with _LOCK:
+            _SPARE[:] = [snapshot] + _SPARE[:1]  # keep two buffers at most
+        if f.exception() is not None:
+            _log.warning("napari-vip: autosave to %s failed: %s", autosave.folder, f.exception())
+
+    future.add_done_callback(report)
+    return future
+
+
+def wait_for_saves(timeout: float | None = 30.0) -> None:
+    """Wait until every save sent with :func:`save_in_background` so far is written."""
+    with _LOCK:
+        writer = _WRITER
+    if writer is not None:
+        writer.submit(lambda: None).result(timeout)
 
 
 @dataclass

@@ -32,10 +32,12 @@ def browse_row(edit, on_browse) -> QWidget:
     return row
 
 
-def warning_label(html: str) -> QLabel:
-    """A word-wrapped label for a warning such as "untrained model: random weights"."""
+def warning_label(html: str, lines: int = 2) -> QLabel:
+    """A word-wrapped label for a warning such as "untrained model: random weights", at least ``lines`` lines
+    high (napari's dock area does not grow a wrapped label by itself)."""
     label = QLabel(html)
     label.setWordWrap(True)
+    label.setMinimumHeight(lines * label.fontMetrics().lineSpacing() + 4)
     return label
 
 

@@ -3,7 +3,7 @@ MedSAM2, SAM, MedSAM), device, and a line on what the chosen architecture costs 
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QFormLayout, QLabel, QLineEdit, QWidget
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QFormLayout, QLineEdit, QWidget
 
 from ..models.sam import SAM_ARCHS, SamSpec
 from ..models.sam2_family import DEFAULT_SAM2_ARCH, SAM2_ARCHS, Sam2Spec, is_sam2_arch
@@ -15,17 +15,14 @@ UNTRAINED_WARNING = ("<b style='color:#e8a33d'>Untrained model: random weights.<
                      "workflow.")
 #: What each architecture costs and does (CPU encoder times: docs/benchmarks.md, bench_volume.py).
 ARCH_NOTES = {
-    "sam2.1_hiera_t": "SAM 2.1 hiera-tiny: the fastest image encoder (about 4x faster than SAM vit_b on a CPU); "
-                      "propagates through volumes with SAM 2's memory.",
-    "sam2.1_hiera_s": "SAM 2.1 hiera-small: a little slower than tiny, a little more accurate.",
-    "sam2.1_hiera_b+": "SAM 2.1 hiera-base+: slower (about SAM vit_b's time on a CPU), more accurate.",
-    "sam2.1_hiera_l": "SAM 2.1 hiera-large: the most accurate SAM 2, the slowest; for a GPU.",
-    "medsam2": "MedSAM2: SAM 2.1 hiera-tiny fine-tuned on CT/MR/PET volumes, run at 512x512 (faster still); "
-               "needs its checkpoint (MedSAM2_latest.pt).",
-    "vit_b": "SAM vit_b: slower encoder (about 18 s a slice on a CPU); volumes propagate slice by slice. "
-             "Tick MedSAM for medsam_vit_b.pth.",
-    "vit_l": "SAM vit_l: about 2x vit_b's time; volumes propagate slice by slice.",
-    "vit_h": "SAM vit_h: the slowest SAM; for a GPU.",
+    "sam2.1_hiera_t": "Fastest encoder: about 5x faster than SAM vit_b on a CPU. Tracks through volumes.",
+    "sam2.1_hiera_s": "About 1.2x hiera-t's encoder time; a little more accurate. Tracks through volumes.",
+    "sam2.1_hiera_b+": "About 2x hiera-t's encoder time (2.4x faster than SAM vit_b); more accurate.",
+    "sam2.1_hiera_l": "The most accurate SAM 2 and the slowest; for a GPU.",
+    "medsam2": "MedSAM2: hiera-t fine-tuned on CT/MR/PET volumes, at 512x512. File: MedSAM2_latest.pt.",
+    "vit_b": "About 5x hiera-t's encoder time on a CPU; volumes go slice by slice. MedSAM: tick the box.",
+    "vit_l": "A larger encoder than vit_b (24 blocks, 1024 wide); volumes go slice by slice.",
+    "vit_h": "The largest SAM (32 blocks, 1280 wide); for a GPU.",
 }
 #: Official checkpoint file names -> architecture, so choosing a file picks its architecture.
 CHECKPOINT_NAMES = (("medsam2", "medsam2"), ("hiera_tiny", "sam2.1_hiera_t"), ("hiera_small", "sam2.1_hiera_s"),
@@ -55,8 +52,7 @@ class SamPicker(QWidget):
         self.arch.setCurrentText(DEFAULT_SAM2_ARCH if DEFAULT_SAM2_ARCH in archs else "vit_b")
         self.path = QLineEdit()
         self.medsam = QCheckBox("MedSAM (its own normalisation)")
-        self.about = QLabel()
-        self.about.setWordWrap(True)
+        self.about = warning_label("")  # two lines: what the architecture costs and does
         self.device = device_combo()
         self.warning = warning_label(UNTRAINED_WARNING)
         form = QFormLayout(self)
@@ -103,6 +99,7 @@ class SamPicker(QWidget):
         self.path.setPlaceholderText("sam2.1_hiera_tiny.pt / MedSAM2_latest.pt" if sam2
                                      else "sam_vit_b_01ec64.pth / medsam_vit_b.pth")
         self.about.setText(ARCH_NOTES.get(arch.strip(), "A custom configuration (.json)."))
+        self.arch.setToolTip(self.about.text())
 
     def set_untrained(self, arch: str = "vit_b") -> None:
         self.source.setCurrentText(SAM_SOURCES[0])

@@ -17,6 +17,7 @@ are autosaved (:mod:`napari_vip.io.autosave`) after every commit, so a crash los
 from __future__ import annotations
 
 import numpy as np
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
 from ..core.errors import VipInputError
@@ -38,7 +39,9 @@ class VolumeRow(QWidget):
         super().__init__(parent)
         self.dock = dock
         self.last_result = None
+        self.committed = None  # (object id, PropagateResult) of the last commit or correction
         self.last_background = None  # the last VolumeEmbedResult
+        self._background_done = None  # (volume, model, window, ...) whose slices are all cached
         self.tracked: dict[int, list] = {}
         self._job: int | None = None
         self._target: int | None = None  # the object the job in flight corrects (None: a new object)
@@ -98,13 +101,13 @@ class VolumeRow(QWidget):
     def offer_restore(self, layer) -> bool:
         """Show "Restore autosaved annotations" when ``layer``'s image has an autosave that its shape fits and the
         viewer has no annotations of that shape yet (a crash or an unsaved close); returns whether it is offered."""
-        from ..io.autosave import Autosave, image_key
+        from ..io.autosave import Autosave, cached_image_key
 
         entry = None
         if layer is not None:
             viewer = self.dock.viewer
             has = ANNOTATIONS_LAYER in viewer.layers and np.any(viewer.layers[ANNOTATIONS_LAYER].data)
-            entry = None if has else Autosave().latest(image_key(layer.data))
+            entry = None if has else Autosave().latest(cached_image_key(layer.data))
             if entry is not None and tuple(entry.labels.shape) != spatial_shape(layer):
                 entry = None
         self._autosave = entry
@@ -167,9 +170,9 @@ class VolumeRow(QWidget):
 
     def embed_in_background(self) -> int | None:
         """Send a :class:`~napari_vip.worker.volume.VolumeEmbedRequest` from the slice in view outward (the worker
-        stops it whenever a prompt waits; it is sent again after the next embedding or mask).  Only for a 3D gray
-        volume, weights from a file (random weights are not cached on disk) and the local worker; returns the job
-        id or None."""
+        stops it whenever a prompt waits; it is sent again after the next embedding or mask, until one run has
+        finished for this volume, model and window).  Only for a 3D gray volume, weights from a file (random
+        weights are not cached on disk) and the local worker; returns the job id or None."""
         from ..worker.volume import VolumeEmbedRequest
         from .remote_server import REMOTE_DEVICE
 
@@ -185,15 +188,20 @@ class VolumeRow(QWidget):
         if spec.untrained:
             return None
         limits, invert = display_window(layer)
+        what = (id(layer.data), spec, limits, invert, dock.model.device_name())
+        if what == self._background_done:
+            return None
         (k,) = plane_index(layer, dock.viewer.dims)
         req = VolumeEmbedRequest(np.asarray(layer.data), k, spec, window=tuple(float(v) for v in limits),
                                  invert=invert, device=dock.model.device_name())
-        return dock.bridge.submit(req, "VIP segment: embedding the other slices", self._on_embedded_volume,
-                                  self._on_error_background, channel="segment-volume-embed")
+        return dock.bridge.submit(req, "VIP segment: embedding the other slices",
+                                  lambda result: self._on_embedded_volume(result, what), self._on_error_background,
+                                  channel="segment-volume-embed")
 
-    def _on_embedded_volume(self, result) -> None:
+    def _on_embedded_volume(self, result, what) -> None:
         self.last_background = result
         if not result.cancelled:
+            self._background_done = what
             self.dock.embed_status.setText(f"embedding: ready; all {len(result.sources)} slices cached")
 
     def _on_error_background(self, failed) -> None:
@@ -261,11 +269,16 @@ class VolumeRow(QWidget):
             self.dock._warn(failed.message, notify=False)
 
     def _on_result(self, result) -> None:
-        """Commit the propagated mask as one object (or replace the corrected object where the run reached), then
-        autosave the annotations."""
+        """Keep the result and commit it on the next event-loop turn (receiving a large mask and writing it into
+        the label volume are two pauses of the viewer; one after the other they would be one long pause)."""
         self._finished()
         self.last_result = result
-        dock, target = self.dock, self._target
+        QTimer.singleShot(5, lambda target=self._target: self._commit(result, target))
+
+    def _commit(self, result, target: int | None) -> None:
+        """Commit the propagated mask as one object (or replace the corrected object where the run reached), then
+        autosave the annotations on the next turn."""
+        dock = self.dock
         layer = dock.image_layer()
         ann = dock.annotations_layer(layer)
         prompts = {"slices": [int(s) for s in result.slices], "prompts": [p.to_dict() for p in result.prompts]}
@@ -286,14 +299,17 @@ class VolumeRow(QWidget):
         self.tracked.pop(obj, None)
         self.tracked[obj] = list(result.prompts)  # newest last: the default correction target
         dock._sync_annotations(ann)
-        autosave_annotations(layer, dock.session)
+        QTimer.singleShot(5, lambda: autosave_annotations(layer, dock.session))  # its own event-loop turn
         done = "cancelled: kept" if result.cancelled else done
         dock.status.setText(f"Object {obj} {done} {len(result.slices)} slice(s).")
+        self.committed = (obj, result)
 
 
 def autosave_annotations(image_layer, session) -> None:
-    """Save the session's label volume and records beside the user's cache, keyed by the image's content."""
-    from ..io.autosave import Autosave, image_key
+    """Save the session's label volume and records beside the user's cache, keyed by the image's content, on the
+    autosave writer thread (:func:`napari_vip.io.autosave.save_in_background`)."""
+    from ..io.autosave import Autosave, cached_image_key, save_in_background
 
     if session.store is not None:
-        Autosave().save(image_key(image_layer.data), session.store.labels, session.records_metadata())
+        save_in_background(Autosave(), cached_image_key(image_layer.data), session.store.labels,
+                           session.records_metadata())
