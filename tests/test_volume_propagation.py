@@ -228,3 +228,26 @@ def test_volume_embeddings_outward_and_cached_per_slice(sam1, tmp_path, monkeypa
     plane = to_model_rgb(vol[3], contrast_limits=window, invert=True, rgb=False)
     dock = Engine().run(SegmentEmbedRequest(plane.rgb, spec, window=plane.window, invert=True, device="cpu"))
     assert dock.source == "disk"
+
+
+def test_a_result_travels_cut_to_its_object_and_arrives_whole(sam1, tmp_path, monkeypatch):
+    """What the worker sends the viewer holds the mask's bounding box only, packed to bits (its size is an eighth
+    of the object's box, not the volume's); unpickled, the mask is the same full array and ``mask_box`` is
+    tight."""
+    import pickle
+
+    from napari_vip.core.annotations import bounding_box
+
+    monkeypatch.setenv("NAPARI_VIP_CACHE", str(tmp_path))
+    spec, _ = sam1
+    vol = phantom(z=6, size=64)
+    res = Engine().run(PropagateRequest(vol, [SlicePrompt(3, box_xyxy=(20.0, 10.0, 55.0, 45.0))], spec,
+                                        iou_threshold=-1e9, stop_when_empty=False, device="cpu"))
+    assert res.mask.any()
+    assert res.box_slices() == bounding_box(res.mask)
+    blob = pickle.dumps(res, protocol=5)
+    back = pickle.loads(blob)
+    assert np.array_equal(back.mask, res.mask) and back.mask.dtype == bool and back.mask_box == res.mask_box
+    crop = res.mask[res.box_slices()]
+    rest = len(pickle.dumps(dict(res.__dict__, mask=None), protocol=5))
+    assert len(blob) - rest <= crop.size / 8 + 200  # the bits of the box, not the volume's bytes

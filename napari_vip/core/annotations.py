@@ -157,19 +157,20 @@ class AnnotationStore:
         return new_id
 
     def commit_volume(self, mask: np.ndarray, prompts: dict | None = None, provenance: dict | None = None,
-                      score: float | None = None, source: str = "propagation") -> int:
+                      score: float | None = None, source: str = "propagation", box=None) -> int:
         """Add ``mask`` (bool, the store's whole shape, e.g. ``(Z, Y, X)``) as one new object; returns its id.
 
         As :meth:`commit`, on every plane at once: only unlabelled voxels are painted.  The record's ``plane``
         is ``()``, its ``bbox_rc`` the rows/columns extent over all planes, and its prompts get ``"planes"``:
         the ``[first, last]`` index of the first leading axis that holds the object.  The work is done inside the
-        mask's bounding box, so a small object in a large volume commits in milliseconds.
+        mask's bounding box (``box``: slices per axis that hold every ``True`` of ``mask``, when the caller knows
+        them), so a small object in a large volume commits in milliseconds.
         """
         m = np.asarray(mask)
         if m.shape != self.shape:
             raise VipInputError(f"Mask has shape {m.shape}; the annotations have {self.shape}.")
         m = m.astype(bool, copy=False)
-        box = bounding_box(m)
+        box = bounding_box(m) if box is None else tuple(box)
         new_id = self.next_id()
         if box is None:
             free = None

@@ -39,7 +39,7 @@ class VolumeRow(QWidget):
         super().__init__(parent)
         self.dock = dock
         self.last_result = None
-        self.committed = None  # (object id, PropagateResult) of the last commit or correction
+        self.committed = None  # (object id, PropagateResult) of the last commit or correction, once shown
         self.last_background = None  # the last VolumeEmbedResult
         self._background_done = None  # (volume, model, window, ...) whose slices are all cached
         self.tracked: dict[int, list] = {}
@@ -276,8 +276,8 @@ class VolumeRow(QWidget):
         QTimer.singleShot(5, lambda target=self._target: self._commit(result, target))
 
     def _commit(self, result, target: int | None) -> None:
-        """Commit the propagated mask as one object (or replace the corrected object where the run reached), then
-        autosave the annotations on the next turn."""
+        """Commit the propagated mask as one object (or replace the corrected object where the run reached); the
+        layer is refreshed on the next event-loop turn and the annotations autosaved on the one after."""
         dock = self.dock
         layer = dock.image_layer()
         ann = dock.annotations_layer(layer)
@@ -286,23 +286,27 @@ class VolumeRow(QWidget):
             if target is not None and target in dock.session.store.records:
                 dock.session.revise_volume(target, result.mask, result.slices, prompts, result.provenance.to_dict())
                 obj, done = target, "corrected on"
-            elif not np.any(result.mask):
+            elif result.mask_box is None:
                 dock._warn("The propagation found the object on no slice; nothing to commit.")
                 return
             else:
                 obj = dock.session.commit_volume(result.mask, prompts=prompts, provenance=result.provenance.to_dict(),
-                                                 source="propagation")
+                                                 source="propagation", box=result.box_slices())
                 done = "propagated to"
         except VipInputError as exc:
             dock._warn(str(exc))
             return
         self.tracked.pop(obj, None)
         self.tracked[obj] = list(result.prompts)  # newest last: the default correction target
-        dock._sync_annotations(ann)
-        QTimer.singleShot(5, lambda: autosave_annotations(layer, dock.session))  # its own event-loop turn
         done = "cancelled: kept" if result.cancelled else done
         dock.status.setText(f"Object {obj} {done} {len(result.slices)} slice(s).")
-        self.committed = (obj, result)
+
+        def show_and_save():  # the layer's redraw, then the autosave: each its own event-loop turn
+            dock._sync_annotations(ann)
+            self.committed = (obj, result)
+            QTimer.singleShot(5, lambda: autosave_annotations(layer, dock.session))
+
+        QTimer.singleShot(5, show_and_save)
 
 
 def autosave_annotations(image_layer, session) -> None:

@@ -155,14 +155,15 @@ class SegmentSession:
         return ids
 
     def commit_volume(self, mask: np.ndarray, prompts: dict | None = None, provenance: dict | None = None,
-                      score: float | None = None, source: str = "propagation") -> int:
+                      score: float | None = None, source: str = "propagation", box=None) -> int:
         """Add a whole mask of the store's shape (e.g. ``(Z, Y, X)`` from propagation) as one object id.
 
-        Voxels of other objects are kept; raises VipInputError for a wrong shape or an empty mask.
+        Voxels of other objects are kept; raises VipInputError for a wrong shape or an empty mask.  ``box``: slices
+        per axis that hold every ``True`` of ``mask`` (e.g. :meth:`PropagateResult.box_slices`), when known.
         """
         if self.store is None:
             raise VipInputError("No annotations to commit to: open an image first.")
-        return self.store.commit_volume(mask, prompts, provenance, score, source)
+        return self.store.commit_volume(mask, prompts, provenance, score, source, box)
 
     def revise_volume(self, object_id: int, mask: np.ndarray, planes, prompts: dict | None = None,
                       provenance: dict | None = None) -> int:

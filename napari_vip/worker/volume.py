@@ -15,6 +15,7 @@ from typing import ClassVar
 import numpy as np
 
 from .. import __version__
+from ..core.annotations import bounding_box
 from ..core.errors import VipInputError
 from ..models.propagation import (
     SlicePrompt,
@@ -89,6 +90,10 @@ class PropagateResult:
         ``{slice: score}`` (SAM 1: predicted IoU; SAM 2: object score logit).
     issued : dict
         ``{slice: prompt given to the model}`` (SAM 1 family: the box of the previous slice's mask).
+    mask_box : tuple of (int, int), optional
+        ``(start, stop)`` per axis of ``mask``: every ``True`` voxel lies inside; ``None`` when the mask is empty.
+        The result travels to the viewer with ``mask`` cut to this box and packed to bits (its size is an eighth of
+        the object's box, not the volume's) and is whole again on arrival.
     """
 
     mask: np.ndarray
@@ -101,6 +106,26 @@ class PropagateResult:
     seconds: float
     provenance: Provenance
     notes: list[str] = field(default_factory=list)
+    mask_box: tuple | None = None
+
+    def box_slices(self) -> tuple[slice, ...] | None:
+        """:attr:`mask_box` as slices (``None`` when the mask is empty)."""
+        return None if self.mask_box is None else tuple(slice(a, b) for a, b in self.mask_box)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        box = self.box_slices()
+        state["mask"] = (self.mask.shape, None if box is None else np.packbits(self.mask[box]))
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        shape, bits = state["mask"]
+        full = np.zeros(shape, bool)
+        if bits is not None:
+            box = tuple(slice(a, b) for a, b in state["mask_box"])
+            size = int(np.prod([b.stop - b.start for b in box]))
+            full[box] = np.unpackbits(bits, count=size).view(bool).reshape(full[box].shape)
+        self.__dict__.update(state, mask=full)
 
     def to_dict(self) -> dict:
         return {"slices": [int(s) for s in self.slices], "cancelled": self.cancelled, "axis": self.axis,
@@ -169,12 +194,13 @@ def propagate(engine, req: PropagateRequest, progress) -> PropagateResult:
         notes.append("MedSAM2: largest 3D connected component kept")
     if cancelled:
         notes.append(f"cancelled: {len(done)} slice(s) done are kept")
-    mask = np.moveaxis(out, 0, req.axis)
+    mask = np.ascontiguousarray(np.moveaxis(out, 0, req.axis))
+    box = bounding_box(mask)
     prov = Provenance(__version__, **model.provenance(),
                       extra={"window": req.window, "axis": req.axis, "slice_range": req.slice_range,
                              "method": "sam2-video" if sam2 else "sam-slice-by-slice"})
     return PropagateResult(mask, done, cancelled, scores, issued, req.axis, prompts, time.perf_counter() - t0,
-                           prov, notes)
+                           prov, notes, None if box is None else tuple((b.start, b.stop) for b in box))
 
 
 def outward_order(key: int, z: int) -> list[int]:
