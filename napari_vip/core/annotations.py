@@ -192,8 +192,9 @@ class AnnotationStore:
                                                              rows.stop + off[-2], cols.stop + off[-1]),
                                datetime.now(timezone.utc).isoformat(timespec="seconds"), source)
         self.records[new_id] = rec
+        changed = free.copy() if new_id == 1 else free  # not a view of the caller's mask
         self._history.append(_Change(new_id, None, None, np.zeros(rec.area, self.labels.dtype), region=box,
-                                     changed=free))
+                                     changed=changed))
         return new_id
 
     def revise_volume(self, object_id: int, mask: np.ndarray, planes, prompts: dict | None = None,
