@@ -11,17 +11,8 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 
-
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from timing import median_seconds
 
 
 def main() -> None:
@@ -44,8 +35,8 @@ def main() -> None:
                ("pneumonia", "effusion", "nodule", "cardiomegaly", "atelectasis")] * 4
     tokens = tokenizer(prompts)
     with torch.no_grad():
-        full = median_time(lambda: model.encode_text(tokens), args.repeats)
-        fast = median_time(lambda: encode_text(model, tokens), args.repeats)
+        full = median_seconds(lambda: model.encode_text(tokens), args.repeats)
+        fast = median_seconds(lambda: encode_text(model, tokens), args.repeats)
         diff = float((model.encode_text(tokens) - encode_text(model, tokens)).abs().max())
 
     class Clip:  # the parts of ClipModel training uses
@@ -65,11 +56,11 @@ def main() -> None:
     def epoch():
         train_prompts(clip, data, desc, cfg, idx, train_features=feats)
 
-    trimmed_epoch = median_time(epoch, 1)
+    trimmed_epoch = median_seconds(epoch, 1)
     causal = prompt_learning.TextTower.causal
     prompt_learning.TextTower.causal = property(lambda self: False)  # context prompts on all 77 tokens
     try:
-        full_epoch = median_time(epoch, 1)
+        full_epoch = median_seconds(epoch, 1)
     finally:
         prompt_learning.TextTower.causal = causal
     print(f"machine: {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")

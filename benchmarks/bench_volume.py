@@ -25,11 +25,11 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import tempfile
 import time
 
 import numpy as np
+from timing import median_seconds
 
 #: The small SAM 2 of the gap section (hiera-t's modules, narrower and fewer blocks, 128² input).
 SMALL_SAM2 = {"sam2_base": "sam2.1_hiera_t", "image_size": 128, "overrides": [
@@ -50,15 +50,6 @@ def phantom(z: int, size: int) -> np.ndarray:
     return vol
 
 
-def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def load(arch: str, device: str):
     from napari_vip.models.sam import SamSpec, load_sam
     from napari_vip.models.sam2_family import Sam2Spec, load_sam2
@@ -76,7 +67,7 @@ def encoders(args) -> None:
     for arch in args.archs:
         m = load(arch, args.device)
         m.embed(plane)  # warm-up
-        t = timed(lambda m=m: m.embed(plane), args.repeats)
+        t = median_seconds(lambda m=m: m.embed(plane), args.repeats)
         ref = t if arch == "vit_b" else ref
         ratio = f"{ref / t:.1f}x faster" if ref and arch != "vit_b" else ("1x" if arch == "vit_b" else "")
         print(f"| {arch} | {t:.2f} | {ratio} |", flush=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from job_recorder import Recorder
 
 from napari_vip.core.markers import Marker
 from napari_vip.models.sam import SamSpec
@@ -68,15 +69,6 @@ def server(tiny_clip_checkpoint, tiny_sam_checkpoint):
     config = ServerConfig(token=TOKEN, policy=ServerPolicy("cpu", dirs), max_array_bytes=2 ** 22, quantum_s=0.02)
     with running_server(config) as (url, app):
         yield url, app
-
-
-class Recorder:
-    def __init__(self):
-        self.done, self.errors, self.progress = [], [], []
-
-    def submit(self, client, request, channel=None):
-        return client.submit(request, channel, on_done=self.done.append, on_error=self.errors.append,
-                             on_progress=self.progress.append)
 
 
 @pytest.fixture

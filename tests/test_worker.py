@@ -5,6 +5,7 @@ import signal
 
 import numpy as np
 import pytest
+from job_recorder import Recorder
 
 from napari_vip.models.spec import ModelSpec
 from napari_vip.worker.classify import ClassifyRequest, ClassifyResult
@@ -18,15 +19,6 @@ def client():
     c.start()
     yield c
     c.shutdown()
-
-
-class Recorder:
-    def __init__(self):
-        self.done, self.errors, self.progress = [], [], []
-
-    def submit(self, client, request, channel=None):
-        return client.submit(request, channel, on_done=self.done.append, on_error=self.errors.append,
-                             on_progress=self.progress.append)
 
 
 def test_round_trip_runs_in_another_process_with_progress(client):

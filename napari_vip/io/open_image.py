@@ -133,12 +133,8 @@ def model_input_from_file(path, index: tuple[int, ...] = (), window: str | None 
 
     Parameters
     ----------
-    path : str or Path
-    index : tuple of int
-        Indices into the leading (non-plane) axes, e.g. ``(12,)`` for slice 12 of a volume.
-        Empty means the middle plane of each leading axis.
-    window : str, optional
-        CT preset instead of the file's window.
+    path, index, window
+        Which plane, as :func:`plane_from_file`.
     limits : (float, float), optional
         Explicit contrast limits, overriding the file's window and ``window``.
     invert : bool, optional

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from ..core.errors import VipInputError
@@ -98,3 +100,62 @@ def load_into(module, state: dict, what: str, path) -> None:
             "Is it a checkpoint of another architecture? Choose the matching architecture."
         )
     module.load_state_dict(state, strict=True)
+
+
+class WeightsProvenance:
+    """For a loaded model dataclass with ``spec`` (its ``untrained`` flag and ``to_dict()``), ``sha256`` and
+    ``device``: the untrained flag and the model part of every result's provenance."""
+
+    @property
+    def untrained(self) -> bool:
+        return self.spec.untrained
+
+    def provenance(self) -> dict:
+        """Model part of a result's provenance."""
+        return {"model": self.spec.to_dict(), "weights_sha256": self.sha256, "untrained": self.untrained,
+                "device": self.device}
+
+
+def load_network(spec, device: str, progress, build: Callable, guess: Callable, expected: str | None,
+                 released, family: str, not_this_family: str, named: str = "{}"):
+    """``(network, sha256, weights_id)`` for ``spec`` (``arch``, ``checkpoint``, ``untrained``, ``describe()``).
+
+    Untrained: ``build()`` with torch seeded 0 (the same random weights every time), ``sha256`` ``None`` and a
+    per-load random ``weights_id`` (an embedding of other random weights is never reused).  Else the file is read
+    safely, ``guess(state)`` names its architecture (``None``: not this family; a name outside ``released``: a
+    custom size), a file of another architecture than ``expected`` (``None``: not checked) is refused naming the
+    one to choose, and its weights are loaded into ``build()``.  The network is in eval mode on ``device``.
+
+    Parameters
+    ----------
+    family : str
+        How messages name the family, e.g. ``"SAM 2"`` ("a SAM 2 checkpoint of a custom size").
+    named : str
+        How messages name a released architecture, e.g. ``"SAM {}"`` ("a SAM vit_l checkpoint").
+    not_this_family : str
+        The message for a file ``guess`` does not recognise; ``{path}`` is replaced by the file's name.
+    """
+    import torch
+
+    say = progress or (lambda text: None)
+    if spec.untrained:
+        say(f"building {spec.describe()}")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            net = build()
+        return net.to(device).eval(), None, f"untrained-{uuid.uuid4().hex}"
+    say(f"reading weights {spec.checkpoint}")
+    state = load_state_dict(spec.checkpoint, what=spec.describe())
+    found = guess(state)
+    if found is None:
+        raise VipInputError(not_this_family.format(path=repr(spec.checkpoint)))
+    if expected is not None and found != expected:
+        known = found in released
+        what = f"a {named.format(found)} checkpoint" if known else f"a {family} checkpoint of a custom size"
+        raise VipInputError(f"{spec.checkpoint!r} is {what}, but architecture {spec.arch} was chosen. "
+                            + (f"Choose --sam-arch {found}." if known else "Choose the matching architecture."))
+    digest = sha256_file(spec.checkpoint)
+    say(f"building {spec.describe()}")
+    net = build()
+    load_into(net, state, f"{family} architecture {spec.arch}", spec.checkpoint)
+    return net.to(device).eval(), digest, digest

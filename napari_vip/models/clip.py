@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core.errors import VipInputError
-from .checkpoint import load_into, load_state_dict, sha256_file
+from .checkpoint import WeightsProvenance, load_into, load_state_dict, sha256_file
 from .spec import ModelSpec
 
 #: How many image embeddings a loaded model remembers.
@@ -18,7 +18,7 @@ IMAGE_CACHE_SIZE = 64
 
 
 @dataclass
-class ClipModel:
+class ClipModel(WeightsProvenance):
     """A loaded CLIP model with its preprocessing, tokenizer and a per-prompt text-embedding cache.
 
     Attributes
@@ -41,15 +41,6 @@ class ClipModel:
     device: str
     _text_cache: dict = field(default_factory=dict, repr=False)
     _image_cache: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def untrained(self) -> bool:
-        return self.spec.untrained
-
-    def provenance(self) -> dict:
-        """Model part of a result's provenance."""
-        return {"model": self.spec.to_dict(), "weights_sha256": self.sha256, "untrained": self.untrained,
-                "device": self.device}
 
     def image_batch(self, images: list[np.ndarray]):
         """``(N, 3, S, S)`` float tensor on ``device`` from ``(h, w, 3)`` uint8 images (any sizes)."""

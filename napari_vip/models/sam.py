@@ -22,14 +22,13 @@ torch and segment_anything are imported inside functions only.
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..core.errors import VipInputError
-from .checkpoint import load_into, load_state_dict, sha256_file
+from .checkpoint import WeightsProvenance, load_network
 from .sam_decoder import image_side, two_way_transformer
 
 SAM_ARCHS = ("vit_b", "vit_l", "vit_h")
@@ -205,7 +204,7 @@ class DecodeOutput:
 
 
 @dataclass
-class SamModel:
+class SamModel(WeightsProvenance):
     """A loaded SAM/MedSAM with cached positional encodings.
 
     Attributes
@@ -227,16 +226,8 @@ class SamModel:
     _pe: object = field(default=None, repr=False)
 
     @property
-    def untrained(self) -> bool:
-        return self.spec.untrained
-
-    @property
     def image_size(self) -> int:
         return int(self.sam.image_encoder.img_size)
-
-    def provenance(self) -> dict:
-        return {"model": self.spec.to_dict(), "weights_sha256": self.sha256, "untrained": self.untrained,
-                "device": self.device}
 
     # -- image -------------------------------------------------------------------------------------------------
     def prepare(self, image_rgb: np.ndarray):
@@ -424,31 +415,9 @@ def load_sam(spec: SamSpec, device: str = "cpu", progress=None) -> SamModel:
         Missing, unsafe or unreadable file; a checkpoint of another architecture (named, e.g. "this is a
         vit_l checkpoint") or no SAM checkpoint at all.
     """
-    import torch
-
-    say = progress or (lambda text: None)
-    if spec.untrained:
-        say(f"building {spec.describe()}")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            sam = build_sam(spec.arch)
-        return SamModel(sam.to(device), spec, None, device, f"untrained-{uuid.uuid4().hex}")
-    say(f"reading weights {spec.checkpoint}")
-    state = load_state_dict(spec.checkpoint, what=spec.describe())
-    found = guess_arch(state)
-    if found is None:
-        raise VipInputError(
-            f"{spec.checkpoint!r} is not a SAM/MedSAM checkpoint (it has no image_encoder weights). "
-            "Choose a segment-anything or MedSAM .pth file."
-        )
-    if spec.arch in SAM_ARCHS and found != spec.arch:
-        what = f"a SAM {found} checkpoint" if found in SAM_ARCHS else "a SAM checkpoint of a custom size"
-        raise VipInputError(
-            f"{spec.checkpoint!r} is {what}, but architecture {spec.arch} was chosen. "
-            + (f"Choose --sam-arch {found}." if found in SAM_ARCHS else "Choose the matching architecture.")
-        )
-    digest = sha256_file(spec.checkpoint)
-    say(f"building {spec.describe()}")
-    sam = build_sam(spec.arch)
-    load_into(sam, state, f"SAM architecture {spec.arch}", spec.checkpoint)
-    return SamModel(sam.to(device).eval(), spec, digest, device, digest)
+    net, digest, weights_id = load_network(
+        spec, device, progress, lambda: build_sam(spec.arch), guess_arch,
+        spec.arch if spec.arch in SAM_ARCHS else None, SAM_ARCHS, "SAM",
+        "{path} is not a SAM/MedSAM checkpoint (it has no image_encoder weights). Choose a segment-anything or "
+        "MedSAM .pth file.", named="SAM {}")
+    return SamModel(net, spec, digest, device, weights_id)

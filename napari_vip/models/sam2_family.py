@@ -22,14 +22,13 @@ torch and sam2 are imported inside functions only.
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..core.errors import VipInputError
-from .checkpoint import load_into, load_state_dict, sha256_file
+from .checkpoint import WeightsProvenance, load_network
 from .sam import DecodeOutput
 
 #: Released architectures: name -> (sam2 config, image size, trunk embed dim, trunk blocks).
@@ -190,7 +189,7 @@ class Sam2Embedding:
 
 
 @dataclass
-class Sam2Model:
+class Sam2Model(WeightsProvenance):
     """A loaded SAM 2 family network (a ``SAM2VideoPredictor``, which is also the image model).
 
     Attributes
@@ -209,16 +208,8 @@ class Sam2Model:
     _image_predictor: object = field(default=None, repr=False)
 
     @property
-    def untrained(self) -> bool:
-        return self.spec.untrained
-
-    @property
     def image_size(self) -> int:
         return int(self.net.image_size)
-
-    def provenance(self) -> dict:
-        return {"model": self.spec.to_dict(), "weights_sha256": self.sha256, "untrained": self.untrained,
-                "device": self.device}
 
     def image_predictor(self):
         """``SAM2ImagePredictor`` on this network, its feature grid sized for ``image_size``."""
@@ -350,34 +341,12 @@ def load_sam2(spec: Sam2Spec, device: str = "cpu", progress=None) -> Sam2Model:
         sam2 not installed; a missing, unsafe or unreadable file; a checkpoint of another hiera size (named);
         a file without SAM 2 weights.
     """
-    import torch
-
-    say = progress or (lambda text: None)
     _require_sam2()
-    if spec.untrained:
-        say(f"building {spec.describe()}")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            net = build_sam2_network(spec.arch, video=True)
-        return Sam2Model(net.to(device), spec, None, device, f"untrained-{uuid.uuid4().hex}")
-    say(f"reading weights {spec.checkpoint}")
-    state = load_state_dict(spec.checkpoint, what=spec.describe())
-    found = guess_sam2_arch(state)
-    if found is None:
-        raise VipInputError(
-            f"{spec.checkpoint!r} is not a SAM 2 checkpoint (it has no hiera image encoder weights). Choose a "
-            "sam2.1_hiera_*.pt or MedSAM2 .pt file, or a SAM 1 architecture for a segment-anything file."
-        )
     base = arch_config(spec.arch)[3]
-    expected = "sam2.1_hiera_t" if base == "medsam2" else base
-    if spec.arch in SAM2_ARCHS and found != expected:
-        what = f"a {found} checkpoint" if found in SAM2_ARCHS else "a SAM 2 checkpoint of a custom size"
-        raise VipInputError(
-            f"{spec.checkpoint!r} is {what}, but architecture {spec.arch} was chosen. "
-            + (f"Choose --sam-arch {found}." if found in SAM2_ARCHS else "Choose the matching architecture.")
-        )
-    digest = sha256_file(spec.checkpoint)
-    say(f"building {spec.describe()}")
-    net = build_sam2_network(spec.arch, video=True)
-    load_into(net, state, f"SAM 2 architecture {spec.arch}", spec.checkpoint)
-    return Sam2Model(net.to(device).eval(), spec, digest, device, digest)
+    expected = ("sam2.1_hiera_t" if base == "medsam2" else base) if spec.arch in SAM2_ARCHS else None
+    net, digest, weights_id = load_network(
+        spec, device, progress, lambda: build_sam2_network(spec.arch, video=True), guess_sam2_arch, expected,
+        SAM2_ARCHS, "SAM 2",
+        "{path} is not a SAM 2 checkpoint (it has no hiera image encoder weights). Choose a sam2.1_hiera_*.pt or "
+        "MedSAM2 .pt file, or a SAM 1 architecture for a segment-anything file.")
+    return Sam2Model(net, spec, digest, device, weights_id)
