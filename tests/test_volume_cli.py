@@ -58,3 +58,28 @@ def test_bad_volume_input_exit_code(tiny_sam_arch, tmp_path, capsys):
     rc = main(["segment", str(tmp_path / "four.npy"), "--slice", "0", "--box", "5", "5", "10", "10", "--propagate",
                "--sam-arch", tiny_sam_arch, "--untrained"])
     assert rc == 2 and "4D" in capsys.readouterr().err
+
+
+def test_a_correcting_box_and_embedding_every_slice_from_the_command_line(tiny_sam_checkpoint, tmp_path, capsys,
+                                                                          monkeypatch):
+    """``--correct K X0 Y0 X1 Y1`` adds a prompt on slice K (SAM 1: the run starts there and stops before the key
+    slice); ``--embed-slices`` fills the disk cache from ``--slice`` outward, a second run reads it back."""
+    monkeypatch.setenv("NAPARI_VIP_CACHE", str(tmp_path / "cache"))
+    arch, path = tiny_sam_checkpoint
+    np.save(tmp_path / "ct.npy", phantom(z=6, size=64))
+    common = ["--sam-arch", arch, "--sam-checkpoint", path, "--json"]
+    rc = main(["segment", str(tmp_path / "ct.npy"), "--slice", "3", "--box", "20", "10", "55", "45", "--propagate",
+               "--correct", "1", "22", "12", "52", "44", "--iou-threshold", "-1000", "--no-disk-cache", *common])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and [p["slice"] for p in out["prompts"]] == [3, 1]
+    assert out["prompts"][1]["box_xyxy"] == [22.0, 12.0, 52.0, 44.0]
+    assert out["slices"][0] == 1 and 3 not in out["slices"]
+    rc = main(["segment", str(tmp_path / "ct.npy"), "--correct", "1", "22", "12", "52", "44", *common])
+    assert rc == 2 and "use it with --propagate" in capsys.readouterr().err
+
+    rc = main(["segment", str(tmp_path / "ct.npy"), "--slice", "2", "--embed-slices", *common])
+    first = json.loads(capsys.readouterr().out)
+    assert rc == 0 and first["order"] == [2, 3, 1, 4, 0, 5] and set(first["sources"].values()) == {"computed"}
+    rc = main(["segment", str(tmp_path / "ct.npy"), "--slice", "5", "--embed-slices", *common])
+    again = json.loads(capsys.readouterr().out)
+    assert rc == 0 and again["order"][0] == 5 and set(again["sources"].values()) == {"disk"}

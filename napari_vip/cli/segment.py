@@ -68,6 +68,12 @@ def add_parser(sub) -> None:
                    help="propagate no further than these slices (inclusive)")
     v.add_argument("--iou-threshold", type=float, default=0.7,
                    help="SAM slice by slice: stop where the predicted IoU falls below this")
+    v.add_argument("--correct", nargs=5, type=float, action="append", default=[], metavar=("K", "X0", "Y0", "X1", "Y1"),
+                   help="with --propagate: a correcting box on slice K (repeatable); SAM 2 tracks with every prompt, "
+                        "SAM slice by slice from the last one, keeping the slices prompted before")
+    v.add_argument("--embed-slices", action="store_true",
+                   help="embed every slice of the volume into the disk cache, from --slice outward (what the segment "
+                        "dock does in the background), and report where each came from")
     v.add_argument("--name", default="object 1", help="segment label of the propagated object (DICOM-SEG)")
     p.add_argument("--single", action="store_true", help="one mask per prompt instead of SAM's three candidates")
     p.add_argument("--out", metavar="MASK.png", default=None,
@@ -91,10 +97,12 @@ def run(args) -> int:
     from ..worker.engine import ProgressReporter
     from ..worker.segment import SegmentRequest, TextSegmentRequest
 
-    if args.propagate:
-        from .volume import run_volume
+    if args.correct and not args.propagate:
+        raise VipInputError("--correct adds a box on another slice to a propagation: use it with --propagate.")
+    if args.propagate or args.embed_slices:
+        from .volume import run_embed_slices, run_volume
 
-        return run_volume(args)
+        return run_volume(args) if args.propagate else run_embed_slices(args)
     if args.slice is not None and not args.index:
         args.index = (args.slice,)
     image = model_image(args)
