@@ -70,16 +70,25 @@ def slices_first(volume: np.ndarray, axis: int) -> np.ndarray:
     return np.moveaxis(volume, axis, 0)
 
 
+def volume_window(volume: np.ndarray, window=None) -> tuple[float, float]:
+    """``window`` as floats, default the volume's finite min/max (refused when every voxel is NaN or infinite)."""
+    if window is not None:
+        return float(window[0]), float(window[1])
+    data = np.asarray(volume)
+    finite = np.isfinite(data)
+    if not finite.any():
+        raise VipInputError("Every voxel of the volume is NaN or infinite.")
+    return float(data[finite].min()), float(data[finite].max())
+
+
 def volume_to_rgb(volume: np.ndarray, window=None) -> np.ndarray:
     """``(Z, H, W, 3)`` uint8 slices: ``volume`` clipped to ``window`` (default its finite min/max) and scaled
     to 0..255 over the whole volume (MedSAM2's CT recipe; the same scale on every slice)."""
     data = np.asarray(volume, dtype=np.float32)
-    finite = np.isfinite(data)
-    if not finite.any():
-        raise VipInputError("Every voxel of the volume is NaN or infinite.")
-    low, high = (float(data[finite].min()), float(data[finite].max())) if window is None else map(float, window)
+    low, high = volume_window(data, window)
     if not high > low:
         high = low + 1.0
+    finite = np.isfinite(data)
     scaled = (np.clip(np.where(finite, data, low), low, high) - low) / (high - low) * 255.0
     u8 = scaled.astype(np.uint8)
     return np.repeat(u8[..., None], 3, axis=-1)
@@ -91,14 +100,9 @@ def displayed_slices(volume: np.ndarray, window=None, invert: bool = False) -> n
     2D dock's model input, so per-slice SAM embeddings are shared with the dock's cache."""
     from ..core.image import to_model_rgb
 
-    data = np.asarray(volume)
-    if window is None:
-        finite = np.isfinite(data)
-        if not finite.any():
-            raise VipInputError("Every voxel of the volume is NaN or infinite.")
-        window = (float(data[finite].min()), float(data[finite].max()))
-    window = (float(window[0]), float(window[1]))
-    return np.stack([to_model_rgb(sl, contrast_limits=window, invert=invert, rgb=False).rgb for sl in data])
+    low_high = volume_window(volume, window)
+    return np.stack([to_model_rgb(sl, contrast_limits=low_high, invert=invert, rgb=False).rgb
+                     for sl in np.asarray(volume)])
 
 
 def check_prompt(prompt: SlicePrompt, volume: np.ndarray) -> None:

@@ -165,7 +165,7 @@ class VolumeRow(QWidget):
         limits, invert = display_window(layer)
         return PropagateRequest(volume=np.asarray(layer.data), prompts=list(prompts), model=dock.model.spec(),
                                 axis=0, slice_range=self.slice_range(spatial_shape(layer)[0]),
-                                window=tuple(float(v) for v in limits), invert=invert,
+                                window=limits, invert=invert,
                                 stop_when_empty=self.stop_empty.isChecked(), device=dock.model.device_name())
 
     def embed_in_background(self) -> int | None:
@@ -192,8 +192,8 @@ class VolumeRow(QWidget):
         if what == self._background_done:
             return None
         (k,) = plane_index(layer, dock.viewer.dims)
-        req = VolumeEmbedRequest(np.asarray(layer.data), k, spec, window=tuple(float(v) for v in limits),
-                                 invert=invert, device=dock.model.device_name())
+        req = VolumeEmbedRequest(np.asarray(layer.data), k, spec, window=limits, invert=invert,
+                                 device=dock.model.device_name())
         return dock.bridge.submit(req, "VIP segment: embedding the other slices",
                                   lambda result: self._on_embedded_volume(result, what), self._on_error_background,
                                   channel="segment-volume-embed")

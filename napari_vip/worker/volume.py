@@ -25,6 +25,7 @@ from ..models.propagation import (
     propagate_sam1,
     propagate_sam2,
     volume_to_rgb,
+    volume_window,
 )
 from ..models.sam2_family import Sam2Spec
 from .engine import handles
@@ -166,8 +167,8 @@ def propagate(engine, req: PropagateRequest, progress) -> PropagateResult:
             slices_rgb = 255 - slices_rgb
         runs = propagate_sam2(model, slices_rgb, prompts, req.slice_range, req.stop_when_empty)
     else:
-        slices_rgb = displayed_slices(vol, req.window, req.invert)
-        window = _window(vol, req.window)
+        window = volume_window(vol, req.window)
+        slices_rgb = displayed_slices(vol, window, req.invert)
 
         def embed(j):
             return get_embedding(engine, model, slices_rgb[j], window, req.invert, disk=req.disk_cache)[0]
@@ -209,14 +210,6 @@ def outward_order(key: int, z: int) -> list[int]:
     for d in range(1, z):
         order += [j for j in (key + d, key - d) if 0 <= j < z]
     return order
-
-
-def _window(vol: np.ndarray, window) -> tuple[float, float]:
-    """``window`` as floats, default the volume's finite min/max (the embedding cache key's window)."""
-    if window is not None:
-        return float(window[0]), float(window[1])
-    finite = vol[np.isfinite(vol)]
-    return float(finite.min()), float(finite.max())
 
 
 @dataclass
@@ -262,7 +255,7 @@ def embed_volume(engine, req: VolumeEmbedRequest, progress) -> VolumeEmbedResult
         raise VipInputError(f"Slice {req.slice_index} is outside the volume (0..{vol.shape[0] - 1}).")
     t0 = time.perf_counter()
     model = sam_model(engine, req.model, req.device, progress)
-    window = _window(vol, req.window)
+    window = volume_window(vol, req.window)
     order = outward_order(req.slice_index, vol.shape[0])
     sources, keys, cancelled = {}, {}, False
     try:
