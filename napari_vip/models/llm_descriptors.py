@@ -134,23 +134,22 @@ def parse_descriptors(content: str, class_name: str = "") -> list[str]:
     return out
 
 
-def request_descriptors(class_name: str, modality: str, config: LlmConfig, n: int = 5) -> list[str]:
-    """Ask the endpoint for descriptors of ``class_name``; blocking (at most ``config.timeout_s``).
+def post_chat(config: LlmConfig, messages: list[dict], **params) -> bytes:
+    """POST ``messages`` (and ``params`` such as ``temperature``) to the chat-completions endpoint; the raw body.
+
+    Blocking, at most ``config.timeout_s``.  The API key, when its variable is set, goes in the
+    ``Authorization`` header.
 
     Raises
     ------
     VipInputError
-        Not configured, unreachable, an HTTP error, a timeout, or an answer without usable descriptors;
-        the message says which and what to check.
+        Not configured, unreachable, an HTTP error or a timeout; the message says which and what to check.
     """
     why = config.problem()
     if why:
         raise VipInputError(why)
-    if not class_name.strip():
-        raise VipInputError("Give the class to describe.")
     url = config.endpoint()
-    body = json.dumps({"model": config.model, "messages": build_messages(class_name, modality, n),
-                       "temperature": 0}).encode("utf-8")
+    body = json.dumps({"model": config.model, "messages": messages, **params}).encode("utf-8")
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     key = os.environ.get(config.key_env, "") if config.key_env else ""
     if key:
@@ -158,7 +157,7 @@ def request_descriptors(class_name: str, modality: str, config: LlmConfig, n: in
     req = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=config.timeout_s) as resp:
-            raw = resp.read()
+            return resp.read()
     except urllib.error.HTTPError as exc:
         detail = exc.read()[:300].decode("utf-8", "replace").strip() if exc.fp else ""
         hint = " Check the API key variable." if exc.code in (401, 403) else ""
@@ -177,7 +176,24 @@ def request_descriptors(class_name: str, modality: str, config: LlmConfig, n: in
     except (ConnectionError, OSError) as exc:
         raise VipInputError(f"Could not reach the language model at {url} ({exc}); check the URL and the "
                             "network.") from None
-    return parse_reply(raw, class_name, url)
+
+
+def request_descriptors(class_name: str, modality: str, config: LlmConfig, n: int = 5) -> list[str]:
+    """Ask the endpoint for descriptors of ``class_name``; blocking (at most ``config.timeout_s``).
+
+    Raises
+    ------
+    VipInputError
+        Not configured, unreachable, an HTTP error, a timeout, or an answer without usable descriptors;
+        the message says which and what to check.
+    """
+    why = config.problem()
+    if why:
+        raise VipInputError(why)
+    if not class_name.strip():
+        raise VipInputError("Give the class to describe.")
+    raw = post_chat(config, build_messages(class_name, modality, n), temperature=0)
+    return parse_reply(raw, class_name, config.endpoint())
 
 
 def parse_reply(raw: bytes, class_name: str, url: str = "the endpoint") -> list[str]:
