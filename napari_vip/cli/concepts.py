@@ -2,6 +2,8 @@
 
 - ``napari-vip concepts IMAGE (--box X0 Y0 X1 Y1 | --mask MASK.png) --keyword nodule --json``:
   describe a region in words (region concepts, no model);
+- ``napari-vip concepts IMAGE --mask MASK.png --class polyp --ladder [--definition TEXT ...] --json``:
+  the medvlsm prompt ladder p0 ... p9 (:mod:`napari_vip.core.prompt_ladder`);
 - ``napari-vip symptoms CLASS ... [--library FILE] [--generate --llm-url URL --llm-model NAME] --json``:
   the symptom library's descriptors of classes, or new ones from a language model;
 - ``napari-vip classify ... --concepts LIBRARY.json``: zero-shot where each class is the mean of its
@@ -44,6 +46,15 @@ def add_parser(sub) -> None:
     p.add_argument("--variant", default=None, choices=list(VARIANTS),
                    help="print this progressive variant instead of the full sentence")
     p.add_argument("--number-words", action="store_true", help="write the number as a word (one, two)")
+    p.add_argument("--class", dest="class_name", default=None,
+                   help="the class the region shows (with --ladder; the same as --keyword otherwise)")
+    p.add_argument("--ladder", action="store_true",
+                   help="print medvlsm's prompt ladder p0 ... p9 for the mask (an empty mask gives 'no CLASS')")
+    p.add_argument("--definition", action="append", default=None, metavar="TEXT",
+                   help="a definition of the class for p7-p9 (repeat for several; default: the released "
+                        "definitions of polyp, skin melanoma and foot ulcer, else the symptom library)")
+    p.add_argument("--definitions", default=None, metavar="FILE",
+                   help="symptom-library JSON to take the class's definitions from")
     add_window_args(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
@@ -85,11 +96,39 @@ def read_mask(path, label: int | None = None):
     return arr
 
 
+def run_ladder(args, image) -> int:
+    """``--ladder``: the ten prompts for the mask (or the ellipse in the box) on the image the model sees."""
+    import numpy as np
+
+    from ..core.prompt_ladder import ladder_attributes, ladder_from_attributes
+    from ..core.region_concepts import box_region
+
+    hw = image.rgb.shape[:2]
+    mask = read_mask(args.mask, args.label) if args.mask else box_region(args.box, hw)
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and mask.shape[:2] == hw:
+        mask = mask[..., :3].any(axis=-1)
+    class_name = args.class_name or args.keyword
+    attrs = ladder_attributes(image.rgb, mask != 0, class_name, args.definition, args.definitions)
+    ladder = ladder_from_attributes(attrs)
+    d = {"ladder": ladder, "attributes": attrs.to_dict(), "class": class_name,
+         "definitions_from": ("--definition" if args.definition else args.definitions or "released / library"),
+         "image": image_block(args, image), "mask": str(args.mask) if args.mask else None,
+         "notes": list(image.notes) + attrs.notes}
+    lines = [f"{k}: {v}" if isinstance(v, str) else f"{k}: " + " | ".join(v) for k, v in ladder.items()]
+    emit(d, args.json, "\n".join(lines))
+    return 0
+
+
 def run(args) -> int:
     from ..worker.concepts import RegionConceptsRequest
     from ..worker.engine import ProgressReporter
 
     image = model_image(args)
+    if args.ladder:
+        return run_ladder(args, image)
+    if args.class_name:
+        args.keyword = args.class_name
     mask = read_mask(args.mask, args.label) if args.mask else None
     req = RegionConceptsRequest(image.rgb, mask, tuple(args.box) if args.box else None, args.keyword,
                                 args.template, args.number_words)
