@@ -29,7 +29,9 @@ def add_parser(sub) -> None:
     p.add_argument("--text-style", default="circle", choices=("bbox", "circle", "arrow"),
                    help="the marker phrase of the text-only condition")
     p.add_argument("--recipe", default="paper", choices=RECIPES)
-    p.add_argument("--template", default=None, help="prompt template with {c} {suffix} {modality}")
+    p.add_argument("--template", default=None, help="prompt template with {c} {suffix} {modality} (default: the "
+                                                    "layout's own for jsrt, else 'A {modality} with signs of "
+                                                    "{c}{suffix}.')")
     p.add_argument("--modality", default=None)
     p.add_argument("--bootstrap", type=int, default=1000, help="resamples for the 95%% CIs (by patient_id if given)")
     p.add_argument("--seed", type=int, default=0)
@@ -82,13 +84,13 @@ def table(result) -> str:
 
 
 def run(args) -> int:
-    from ..core.prompts import DEFAULT_MODALITY, DEFAULT_TEMPLATE
+    from ..core.prompts import DEFAULT_MODALITY
     from ..worker.engine import Engine, ProgressReporter
     from ..worker.evaluate import EvaluateRequest
 
     req = EvaluateRequest(args.data, model_spec_from_args(args), tuple(args.conditions), args.out, args.layout,
                           args.images, args.metadata, args.classes, args.recipe, args.color, args.line_width,
-                          args.text_style, args.template or DEFAULT_TEMPLATE, args.modality or DEFAULT_MODALITY,
+                          args.text_style, args.template, args.modality or DEFAULT_MODALITY,
                           args.bootstrap, args.seed, args.batch_size, args.threads, args.device, args.store,
                           args.scheduler)
     result = Engine().run(req, ProgressReporter(_bar))

@@ -18,8 +18,13 @@ Step by step, for a stored plane ``(H, W)`` or ``(H, W, C)`` of any real dtype:
    half-size ``max(0.5 w, 0.5 h, 0.2 W, 0.2 H)`` around its centre, corners ``int()``-truncated and
    clipped (``x1 = max(0, int(cx - s))``, ``x2 = min(W, int(cx + s))``, right/bottom exclusive).
 
-The released code scales the crop's box by ``W / H`` and ``H / W`` (its axes swapped) when the image is
-not square; here the crop box is the box itself, so a crop lands on the marked finding for every image shape.
+JSRT (``.IMG`` files) starts from its own released loader instead of step 1, :func:`jsrt_rgb`: window centre
+2048, width 4096 to uint8 (truncated), inverted, then min-max to 0..255 (truncated), RGB; steps 2 and 3 follow.
+
+The released code's VinDr-CXR and NIH14 loaders scale the crop's box by ``H / W`` in x and ``W / H`` in y
+(``t_h, t_w = image.size`` swaps the axes) when the image is not square; here the crop box is the box itself,
+so a crop lands on the marked finding for every image shape.  :func:`released_crop_box` gives the released
+box, for reproducing its numbers (``--released-quirks``).
 Coordinates are ``(x, y)`` = (column, row).
 """
 
@@ -37,6 +42,10 @@ PAPER_ARROW_HEAD = 10
 PAPER_ARROW_FRACTION = 0.25
 #: Tail offset below the tip when the box centre is the image centre.
 PAPER_ARROW_FALLBACK = 5
+#: ``(rows, cols)`` of a JSRT image.
+JSRT_SHAPE = (2048, 2048)
+#: Window ``(centre, width)`` of the released JSRT loader.
+JSRT_WINDOW = (2048, 4096)
 
 
 def paper_rgb(plane: np.ndarray) -> np.ndarray:
@@ -58,6 +67,48 @@ def paper_rgb(plane: np.ndarray) -> np.ndarray:
     if out.ndim == 2:
         out = np.repeat(out[..., None], 3, axis=-1)
     return np.ascontiguousarray(out[..., :3])
+
+
+def jsrt_rgb(raw: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` uint8: the released JSRT loader's image at full resolution.
+
+    ``v = uint8(clip(clip(raw, c - w // 2, c + w // 2) - (c - w // 2)) / w * 255, 0, 255))`` for the window
+    ``(c, w) = (2048, 4096)``, then ``u = 255 - v``, then ``uint8((u - min u) / (max u - min u) * 255)`` (casts
+    truncate), gray replicated to RGB.  A constant image gives zeros.
+
+    Parameters
+    ----------
+    raw : np.ndarray
+        ``(H, W)`` integer pixels as stored (:func:`napari_vip.io.jsrt.read_jsrt_pixels`).
+    """
+    data = np.asarray(raw)
+    if data.ndim != 2:
+        raise ValueError(f"jsrt_rgb needs a (H, W) plane, got shape {data.shape}")
+    centre, width = JSRT_WINDOW
+    low, high = centre - width // 2, centre + width // 2
+    clipped = np.clip(data, low, high)
+    windowed = np.clip((clipped - low) / (high - low) * 255.0, 0, 255).astype(np.uint8)
+    inverted = 255 - windowed
+    lo, hi = inverted.min(), inverted.max()
+    if hi > lo:
+        out = ((inverted - lo) / (hi - lo) * 255).astype(np.uint8)
+    else:
+        out = np.zeros(inverted.shape, dtype=np.uint8)
+    return np.ascontiguousarray(np.repeat(out[..., None], 3, axis=-1))
+
+
+def released_crop_box(box_xyxy, hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The box the released VinDr-CXR / NIH14 loaders crop around, for an ``hw`` image (their axes swapped).
+
+    ``t_h, t_w = image.size`` makes the ratios ``W / H`` (x) and ``H / W`` (y):
+    ``(int(x0 / (W / H)), int(y0 / (H / W)), int(x1 / (W / H)), int(y1 / (H / W)))``; equal to the box
+    (truncated) for square images.
+    """
+    h, w = hw
+    t_h, t_w = w, h  # the released code's swap
+    w_ratio, h_ratio = w / t_w, h / t_h
+    x0, y0, x1, y1 = box_xyxy
+    return int(x0 / w_ratio), int(y0 / h_ratio), int(x1 / w_ratio), int(y1 / h_ratio)
 
 
 def paper_box(box_xyxy, hw: tuple[int, int], size: int = PAPER_SIZE) -> tuple[int, int, int, int]:

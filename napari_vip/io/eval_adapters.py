@@ -19,7 +19,10 @@ Layouts (as published, and as the released code of Denner et al. reads them):
 ``jsrt``
     JSRT nodule list (``CLNDAT_EN.txt``): tab-separated, no header: file name, nodule size (mm), subtlety,
     age, sex, x, y, malignancy, location, diagnosis.  Label = malignancy; box = the centre
-    ``± 5 * int(size / 0.175)`` pixels, as the released code draws it.
+    ``± 5 * int(size / 0.175)`` pixels, as the released code draws it.  Images are the data set's own
+    ``.IMG`` files (:mod:`napari_vip.io.jsrt`), rendered by the ``paper`` recipe as the released JSRT
+    loader renders them, and prompted as ``JSRTDataset.generate_text_prompt`` prompts them
+    (:data:`LAYOUT_TEMPLATES`).
 """
 
 from __future__ import annotations
@@ -32,9 +35,21 @@ from ..core.errors import VipInputError
 from .eval_data import EvalData, EvalSample, finish
 
 LAYOUTS = ("nih14", "vindr", "padchest-gr", "jsrt")
+#: Prompt template of a layout whose released loader has its own (the others use the default template).
+LAYOUT_TEMPLATES = {"jsrt": "A chest X-ray with a {c} lung nodule{suffix}."}
+#: Layouts whose released loader crops around a box scaled with the image's axes swapped
+#: (:func:`napari_vip.core.paper_render.released_crop_box`).
+SWAPPED_CROP_LAYOUTS = ("nih14", "vindr")
 
 #: JSRT pixel pitch in mm.
 JSRT_PIXEL_MM = 0.175
+
+
+def layout_template(layout: str | None) -> str:
+    """The prompt template the released code uses for ``layout``: its own for JSRT, else the default."""
+    from ..core.prompts import DEFAULT_TEMPLATE
+
+    return LAYOUT_TEMPLATES.get(layout or "", DEFAULT_TEMPLATE)
 
 
 def _rows(path: Path, **kw) -> list:

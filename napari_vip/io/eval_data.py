@@ -20,7 +20,7 @@ from ..core.datasets import IMAGE_SUFFIXES
 from ..core.errors import VipInputError
 
 #: Image file endings a class folder may hold (besides DICOM files without an ending).
-EVAL_SUFFIXES = IMAGE_SUFFIXES + (".dcm", ".nii", ".nii.gz")
+EVAL_SUFFIXES = IMAGE_SUFFIXES + (".dcm", ".nii", ".nii.gz", ".img")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Open any supported image file the way the napari reader would, without napari (the CLI twin).
 
-:func:`open_image` dispatches DICOM (files and folders) and NIfTI to napari-vip's readers and other
-files (PNG, JPEG, TIFF, NumPy) to tifffile / scikit-image / numpy. :func:`model_input_from_file`
+:func:`open_image` dispatches DICOM (files and folders), NIfTI and JSRT ``.IMG`` to napari-vip's readers and
+other files (PNG, JPEG, TIFF, NumPy) to tifffile / scikit-image / numpy. :func:`model_input_from_file`
 then gives the uint8 RGB plane a model receives with the file's window and MONOCHROME1 inversion,
 so the CLI sees what the GUI user sees.
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import VipInputError
+from ..core.image import is_colour_picture
 
 
 def open_image(path, window: str | None = None) -> tuple[np.ndarray, dict]:
@@ -22,7 +23,7 @@ def open_image(path, window: str | None = None) -> tuple[np.ndarray, dict]:
     Parameters
     ----------
     path : str or Path
-        DICOM file or folder, NIfTI, PNG/JPEG/TIFF/BMP, or ``.npy``.
+        DICOM file or folder, NIfTI, JSRT ``.IMG``, PNG/JPEG/TIFF/BMP, or ``.npy``.
     window : str, optional
         CT preset name for gray DICOM images (see :data:`napari_vip.io.windows.WINDOW_PRESETS`).
 
@@ -34,6 +35,7 @@ def open_image(path, window: str | None = None) -> tuple[np.ndarray, dict]:
         napari layer keyword arguments; ``kwargs['metadata']`` has ``vip_window`` and ``vip_invert``.
     """
     from .dicom_reader import get_dicom_reader, read_dicom
+    from .jsrt import is_jsrt_path, read_jsrt
     from .nifti import is_nifti_path, read_nifti
 
     p = Path(path)
@@ -41,6 +43,8 @@ def open_image(path, window: str | None = None) -> tuple[np.ndarray, dict]:
         raise VipInputError(f"{p} does not exist.")
     if is_nifti_path(p):
         layers = read_nifti(p)
+    elif is_jsrt_path(p) and p.is_file():
+        layers = read_jsrt(p)
     elif get_dicom_reader(str(p)) is not None:
         layers = read_dicom(p, window=window)
     elif p.suffix.lower() == ".npy":
@@ -50,7 +54,7 @@ def open_image(path, window: str | None = None) -> tuple[np.ndarray, dict]:
     data, kwargs, _ = layers[0]
     kwargs = dict(kwargs)
     if "rgb" not in kwargs:
-        kwargs["rgb"] = bool(data.ndim >= 3 and data.shape[-1] in (3, 4) and data.dtype == np.uint8)
+        kwargs["rgb"] = is_colour_picture(data)
     return data, kwargs
 
 
@@ -83,6 +87,9 @@ class StoredPlane:
         Whether the file asks to be shown inverted (MONOCHROME1).
     notes : list of str
         Which plane of a larger array it is.
+    format : str or None
+        ``"jsrt-img"`` for a JSRT ``.IMG`` file (the ``paper`` recipe then starts from the released JSRT
+        loader, :func:`stored_model_rgb`); ``None`` for every other file.
     """
 
     data: np.ndarray
@@ -90,6 +97,7 @@ class StoredPlane:
     window: tuple[float, float] | None
     invert: bool
     notes: list[str] = field(default_factory=list)
+    format: str | None = None
 
 
 def plane_from_file(path, index: tuple[int, ...] = (), window: str | None = None) -> StoredPlane:
@@ -123,7 +131,32 @@ def plane_from_file(path, index: tuple[int, ...] = (), window: str | None = None
     if rgb and plane.dtype == np.uint8:
         limits = None
     notes = [f"plane {tuple(int(i) for i in index)} of an array of shape {data.shape}"] if lead else []
-    return StoredPlane(np.asarray(plane), rgb, limits, bool(meta.get("vip_invert", False)), notes)
+    return StoredPlane(np.asarray(plane), rgb, limits, bool(meta.get("vip_invert", False)), notes,
+                       meta.get("vip_format"))
+
+
+def stored_model_rgb(stored: StoredPlane, recipe: str = "paper", limits=None, invert: bool | None = None):
+    """The full-resolution uint8 RGB a recipe starts from for a stored plane.
+
+    As :func:`napari_vip.core.recipes.model_rgb`, except that a JSRT ``.IMG`` plane under the ``paper``
+    recipe starts from the released JSRT loader (:func:`napari_vip.core.paper_render.jsrt_rgb`).
+
+    Returns
+    -------
+    napari_vip.core.image.ModelImage
+        ``rgb`` is ``(H, W, 3)`` uint8.
+    """
+    from ..core.image import ModelImage
+    from ..core.paper_render import JSRT_WINDOW, jsrt_rgb
+    from ..core.recipes import check_recipe, model_rgb
+    from .jsrt import JSRT_FORMAT
+
+    if check_recipe(recipe) == "paper" and stored.format == JSRT_FORMAT:
+        low = JSRT_WINDOW[0] - JSRT_WINDOW[1] // 2
+        return ModelImage(jsrt_rgb(stored.data), (float(low), float(low + JSRT_WINDOW[1])),
+                          ["JSRT .IMG: the released JSRT loader (window 2048/4096, inverted, min-max)"], True)
+    return model_rgb(stored.data, recipe, contrast_limits=stored.window if limits is None else limits,
+                     invert=stored.invert if invert is None else invert, rgb=stored.rgb)
 
 
 def model_input_from_file(path, index: tuple[int, ...] = (), window: str | None = None,
@@ -140,18 +173,15 @@ def model_input_from_file(path, index: tuple[int, ...] = (), window: str | None 
     invert : bool, optional
         Override the file's inversion (MONOCHROME1).
     recipe : str
-        ``displayed`` (the window above) or ``paper`` (min-max of the stored values; window and inversion
-        unused): see :mod:`napari_vip.core.recipes`.
+        ``displayed`` (the window above) or ``paper`` (min-max of the stored values, or the released JSRT
+        loader for a JSRT ``.IMG``; window and inversion unused): see :mod:`napari_vip.core.recipes`.
 
     Returns
     -------
     napari_vip.core.image.ModelImage
         ``rgb`` is ``(H, W, 3)`` uint8.
     """
-    from ..core.recipes import model_rgb
-
     stored = plane_from_file(path, index, window)
-    image = model_rgb(stored.data, recipe, contrast_limits=stored.window if limits is None else limits,
-                      invert=stored.invert if invert is None else invert, rgb=stored.rgb)
+    image = stored_model_rgb(stored, recipe, limits, invert)
     image.notes[:0] = stored.notes
     return image

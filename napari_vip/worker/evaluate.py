@@ -16,7 +16,7 @@ import numpy as np
 from .. import __version__
 from ..core.errors import VipInputError
 from ..core.eval_conditions import PAPER_CONDITIONS, Condition, parse_conditions
-from ..core.prompts import DEFAULT_MODALITY, DEFAULT_TEMPLATE, build_prompt, check_template
+from ..core.prompts import DEFAULT_MODALITY, build_prompt, check_template
 from ..core.recipes import check_recipe, recipe_provenance
 from ..models.spec import ModelSpec
 from .embedding_store import EmbeddingStore
@@ -45,6 +45,9 @@ class EvaluateRequest:
         Renders per model call; threads decoding and rendering ahead of the model.
     scheduler : str, optional
         A Dask scheduler address: embed on that cluster instead of in this process.
+    template : str, optional
+        Prompt template (``{c}``, ``{suffix}``, ``{modality}``); ``None``: the layout's own
+        (:func:`napari_vip.io.eval_adapters.layout_template`: JSRT's, else the default).
     """
 
     data: str
@@ -59,7 +62,7 @@ class EvaluateRequest:
     color: str = "red"
     line_width: int = 1
     text_style: str = "circle"
-    template: str = DEFAULT_TEMPLATE
+    template: str | None = None
     modality: str = DEFAULT_MODALITY
     bootstrap: int = 1000
     seed: int = 0
@@ -143,13 +146,16 @@ def condition_metrics(labels, probabilities: dict, classes, reference: str, grou
 
 @handles(EvaluateRequest)
 def evaluate(engine, req: EvaluateRequest, progress) -> EvaluateResult:
+    from ..io.eval_adapters import layout_template
     from ..io.eval_loading import load_eval_data
 
     check_recipe(req.recipe)
-    check_template(req.template)
+    if req.template is not None:
+        check_template(req.template)
     conditions = parse_conditions(req.conditions, req.color, req.line_width, req.text_style)
     progress(0, 0, "reading the data")
     data = load_eval_data(req.data, req.classes, req.layout, req.images, req.metadata)
+    template = req.template if req.template is not None else layout_template(data.layout)
     if not data.has_boxes and any(c.needs_box for c in conditions):
         raise VipInputError(
             f"{data.source!r} has no boxes, so marker conditions "
@@ -180,13 +186,13 @@ def evaluate(engine, req: EvaluateRequest, progress) -> EvaluateResult:
     probabilities, prompts = {}, {}
     for c in conditions:
         feats = np.stack([store.get(keys[i][c.render_key()]) for i in ok])
-        prompts[c.name] = [build_prompt(k, c.suffix(), req.template, req.modality) for k in data.classes]
+        prompts[c.name] = [build_prompt(k, c.suffix(), template, req.modality) for k in data.classes]
         probabilities[c.name] = _probabilities(clip, feats, prompts[c.name])
     progress(0, 0, "computing metrics")
     groups = [s.patient_id for s in samples] if all(s.patient_id for s in samples) else None
     metrics = condition_metrics(labels, probabilities, data.classes, "none", groups, req.bootstrap, req.seed)
     extra = {**recipe_provenance(req.recipe), "dataset": data.source, "dataset_sha256": data.source_sha256,
-             "layout": data.layout, "template": req.template, "modality": req.modality,
+             "layout": data.layout, "template": template, "modality": req.modality,
              "scheduler": req.scheduler}
     result = EvaluateResult(
         data.classes, conditions, samples, labels, probabilities, metrics, prompts,

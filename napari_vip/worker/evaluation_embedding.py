@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..core.errors import VipInputError
-from ..core.recipes import render_for_model
+from ..core.recipes import render
 from .embedding_store import embedding_key
 
 
@@ -22,7 +22,7 @@ def _render_sample(sample, representatives: dict, recipe: str, weights: str, kno
     Raises VipInputError for an unreadable file or a box outside the image.
     """
     from ..io.eval_data import file_sha256
-    from ..io.open_image import plane_from_file
+    from ..io.open_image import plane_from_file, stored_model_rgb
 
     try:
         digest = file_sha256(sample.path)
@@ -39,10 +39,10 @@ def _render_sample(sample, representatives: dict, recipe: str, weights: str, kno
     if check_box and box is not None and (box[0] < 0 or box[1] < 0 or box[2] > w or box[3] > h):
         raise VipInputError(f"box {tuple(box)} is outside the image ({w}x{h} pixels)")
     images = {}
+    base = stored_model_rgb(stored, recipe).rgb if missing else None
     for rk in missing:
         marker = representatives[rk].marker(box) if rk != "none" else None
-        images[keys[rk]] = render_for_model(stored.data, marker, recipe, contrast_limits=stored.window,
-                                            invert=stored.invert, rgb=stored.rgb)
+        images[keys[rk]] = render(base, marker, recipe)
     return keys, images
 
 
