@@ -8,11 +8,20 @@ import sys
 import numpy as np
 
 from ..models.device import DEVICES
+from ..models.precision import PRECISIONS
 from ..models.spec import DEFAULT_CLIP_ARCH, ModelSpec
+
+PRECISION_HELP = ("dtype the model runs in: auto (bfloat16 on CPUs with AMX or AVX-512-BF16, bfloat16/float16 on "
+                  "CUDA GPUs, else float32), fp32, bf16 or fp16; recorded in the result's provenance")
+
+
+def add_precision_arg(p) -> None:
+    """``--precision auto|fp32|bf16|fp16`` (beside ``--device``)."""
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help=PRECISION_HELP)
 
 
 def add_model_args(p) -> None:
-    """``--model/--pretrained/--checkpoint/--untrained/--device``."""
+    """``--model/--pretrained/--checkpoint/--untrained/--device/--precision``."""
     g = p.add_argument_group("CLIP model")
     g.add_argument("--model", default=None,
                    help=f"open_clip architecture (e.g. ViT-B-16) or hf-hub: id (default {DEFAULT_CLIP_ARCH})")
@@ -21,14 +30,15 @@ def add_model_args(p) -> None:
     g.add_argument("--untrained", action="store_true",
                    help="random weights of the real architecture, to try the workflow (results say untrained)")
     p.add_argument("--device", default="auto", choices=DEVICES)
+    add_precision_arg(p)
 
 
 def model_spec_from_args(args) -> ModelSpec:
-    """The CLIP spec of ``--model/--pretrained/--checkpoint/--untrained``."""
-    return clip_spec(args.model, args.pretrained, args.checkpoint, args.untrained)
+    """The CLIP spec of ``--model/--pretrained/--checkpoint/--untrained/--precision``."""
+    return clip_spec(args.model, args.pretrained, args.checkpoint, args.untrained, getattr(args, "precision", "auto"))
 
 
-def clip_spec(arch, pretrained, checkpoint, untrained: bool) -> ModelSpec:
+def clip_spec(arch, pretrained, checkpoint, untrained: bool, precision: str = "auto") -> ModelSpec:
     """A CLIP spec from command-line values.
 
     Parameters
@@ -38,10 +48,12 @@ def clip_spec(arch, pretrained, checkpoint, untrained: bool) -> ModelSpec:
         ViT-B-16 when a tag, a checkpoint or random weights are asked for.
     pretrained, checkpoint : str or None
     untrained : bool
+    precision : str
+        ``auto|fp32|bf16|fp16``.
     """
     if arch is None:
         arch = "ViT-B-16" if (untrained or checkpoint or pretrained) else DEFAULT_CLIP_ARCH
-    return ModelSpec(arch=arch, pretrained=pretrained, checkpoint=checkpoint, untrained=untrained)
+    return ModelSpec(arch=arch, pretrained=pretrained, checkpoint=checkpoint, untrained=untrained, precision=precision)
 
 
 def add_marker_args(p) -> None:

@@ -9,7 +9,9 @@ from ..models.sam2_family import SAM2_ARCHS
 
 
 def add_sam_args(p) -> None:
-    """``--sam-checkpoint/--sam-arch/--medsam/--untrained/--device``."""
+    """``--sam-checkpoint/--sam-arch/--medsam/--untrained/--device/--precision``."""
+    from .common import add_precision_arg
+
     g = p.add_argument_group("SAM model")
     g.add_argument("--sam-checkpoint", default=None, metavar="PATH",
                    help="local SAM/MedSAM state dict, or a SAM 2.1/MedSAM2 file ({'model': state_dict})")
@@ -20,11 +22,12 @@ def add_sam_args(p) -> None:
     g.add_argument("--untrained", action="store_true",
                    help="random weights of the real architecture, to try the workflow (results say untrained)")
     g.add_argument("--device", default="auto", choices=DEVICES)
+    add_precision_arg(g)
     g.add_argument("--no-disk-cache", action="store_true", help="do not read or write the embedding cache folder")
 
 
 def sam_spec_from_args(args):
-    """The model spec of ``--sam-arch/--sam-checkpoint/--medsam/--untrained``: a
+    """The model spec of ``--sam-arch/--sam-checkpoint/--medsam/--untrained/--precision``: a
     :class:`~napari_vip.models.sam2_family.Sam2Spec` for SAM 2 family architectures, else a
     :class:`~napari_vip.models.sam.SamSpec`."""
     from ..models.sam import SamSpec
@@ -33,5 +36,7 @@ def sam_spec_from_args(args):
     if is_sam2_arch(args.sam_arch):
         if args.medsam:
             raise VipInputError("--medsam is for SAM 1 MedSAM checkpoints; for MedSAM2 use --sam-arch medsam2.")
-        return Sam2Spec(args.sam_arch, checkpoint=args.sam_checkpoint, untrained=args.untrained)
-    return SamSpec(arch=args.sam_arch, checkpoint=args.sam_checkpoint, medsam=args.medsam, untrained=args.untrained)
+        return Sam2Spec(args.sam_arch, checkpoint=args.sam_checkpoint, untrained=args.untrained,
+                        precision=args.precision)
+    return SamSpec(arch=args.sam_arch, checkpoint=args.sam_checkpoint, medsam=args.medsam, untrained=args.untrained,
+                   precision=args.precision)

@@ -88,7 +88,7 @@ def add_parser(sub) -> None:
 
 def clip_spec_from_args(args):
     """The CLIP spec of ``--clip-model/--clip-pretrained/--clip-checkpoint/--clip-untrained``."""
-    return clip_spec(args.clip_model, args.clip_pretrained, args.clip_checkpoint, args.clip_untrained)
+    return clip_spec(args.clip_model, args.clip_pretrained, args.clip_checkpoint, args.clip_untrained, args.precision)
 
 
 def run(args) -> int:

@@ -7,6 +7,7 @@ import sys
 
 from ..core.errors import VipInputError
 from ..models.device import DEVICES
+from ..models.precision import PRECISIONS
 from ..serve.token import TOKEN_ENV, read_token
 
 
@@ -16,6 +17,8 @@ def add_parser(sub) -> None:
                    help="address to bind (default loopback); any other address needs a token")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--device", default="auto", choices=DEVICES, help="where every request runs")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="dtype every request's models run in (replaces the request's own): auto, fp32, bf16, fp16")
     p.add_argument("--token-file", default=None, metavar="F",
                    help=f"file whose first line is the token clients must send (or set {TOKEN_ENV})")
     p.add_argument("--models-dir", action="append", default=[], metavar="DIR",
@@ -56,7 +59,8 @@ def run(args) -> int:
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         raise VipInputError("TLS needs both --ssl-certfile and --ssl-keyfile.")
     mb = 2 ** 20
-    config = ServerConfig(token=token, policy=ServerPolicy(args.device, list(args.models_dir)),
+    config = ServerConfig(token=token, policy=ServerPolicy(args.device, list(args.models_dir),
+                                                                 precision=args.precision),
                           max_array_bytes=int(args.max_array_mb * mb), store_bytes=int(args.store_mb * mb))
     app = create_app(config)
     scheme = "https" if args.ssl_certfile else "http"

@@ -61,12 +61,12 @@ def load_state_dict(path, what: str = "model") -> dict:
         except pickle.UnpicklingError as exc:
             raise VipInputError(
                 f"{what}: refused to load {str(p)!r}: it is a pickle that carries code or objects other than "
-                f"tensors ({str(exc).splitlines()[0][:200]}). Save a plain state dict "
+                f"tensors ({(str(exc).splitlines() or [type(exc).__name__])[0][:200]}). Save a plain state dict "
                 "(torch.save(model.state_dict(), path)) or a .safetensors file."
             ) from None
-        except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 -- torch raises many types for a foreign or truncated file
             raise VipInputError(
-                f"{what}: could not read {str(p)!r} ({str(exc).splitlines()[0][:200]}); the file is truncated or "
+                f"{what}: could not read {str(p)!r} ({(str(exc).splitlines() or [type(exc).__name__])[0][:200]}); the file is truncated or "
                 "not a PyTorch checkpoint. Download it again or pick another file."
             ) from None
     for key in ("state_dict", "model"):
@@ -103,17 +103,20 @@ def load_into(module, state: dict, what: str, path) -> None:
 
 
 class WeightsProvenance:
-    """For a loaded model dataclass with ``spec`` (its ``untrained`` flag and ``to_dict()``), ``sha256`` and
-    ``device``: the untrained flag and the model part of every result's provenance."""
+    """For a loaded model dataclass with ``spec`` (its ``untrained`` flag and ``to_dict()``), ``sha256``,
+    ``device`` and ``precision`` (the concrete one it runs in, ``fp32|bf16|fp16``): the untrained flag and the
+    model part of every result's provenance."""
 
     @property
     def untrained(self) -> bool:
         return self.spec.untrained
 
     def provenance(self) -> dict:
-        """Model part of a result's provenance."""
+        """Model part of a result's provenance (``precision`` and ``dtype``: what the model ran in)."""
+        from .precision import precision_provenance
+
         return {"model": self.spec.to_dict(), "weights_sha256": self.sha256, "untrained": self.untrained,
-                "device": self.device}
+                "device": self.device, **precision_provenance(getattr(self, "precision", "fp32"))}
 
 
 def load_network(spec, device: str, progress, build: Callable, guess: Callable, expected: str | None,

@@ -31,6 +31,9 @@ class ClipModel(WeightsProvenance):
         list of str -> ``(N, L)`` int tensor.
     sha256 : str or None
         Of the weight file; ``None`` for untrained models.
+    precision : str
+        What the towers run in, ``fp32|bf16|fp16`` (:func:`apply_clip_precision`); embeddings, logit scale and
+        softmax are float32 whatever it is.
     """
 
     model: object
@@ -39,15 +42,23 @@ class ClipModel(WeightsProvenance):
     spec: ModelSpec
     sha256: str | None
     device: str
+    precision: str = "fp32"
     _text_cache: dict = field(default_factory=dict, repr=False)
     _image_cache: dict = field(default_factory=dict, repr=False)
 
+    @property
+    def dtype(self):
+        """The torch dtype the towers run in (of :attr:`precision`)."""
+        from .precision import torch_dtype
+
+        return torch_dtype(self.precision)
+
     def image_batch(self, images: list[np.ndarray]):
-        """``(N, 3, S, S)`` float tensor on ``device`` from ``(h, w, 3)`` uint8 images (any sizes)."""
+        """``(N, 3, S, S)`` tensor of :attr:`dtype` on ``device`` from ``(h, w, 3)`` uint8 images (any sizes)."""
         import torch
         from PIL import Image
 
-        return torch.stack([self.preprocess(Image.fromarray(im)) for im in images]).to(self.device)
+        return torch.stack([self.preprocess(Image.fromarray(im)) for im in images]).to(self.device, self.dtype)
 
     def encode_images(self, images: list[np.ndarray]):
         """L2-normalised image embeddings, ``(N, D)`` float32 tensor, for ``(h, w, 3)`` uint8 images.
@@ -122,6 +133,27 @@ def class_embedding(prompt_features):
     return torch.nn.functional.normalize(unit.mean(dim=0), dim=-1)
 
 
+def apply_clip_precision(model, precision: str):
+    """Run a CLIP model's image and text towers in ``precision`` (``fp32|bf16|fp16``); returns ``model``.
+
+    The weights are cast (see :mod:`napari_vip.models.precision` for why not autocast); the logit scale and
+    bias stay float32; the image tower casts its input on the way in and gives float32 features back.
+    """
+    import torch
+
+    from .precision import cast_module, torch_dtype
+
+    if precision == "fp32":
+        return model
+    model.to(torch_dtype(precision))
+    for name in ("logit_scale", "logit_bias"):
+        p = getattr(model, name, None)
+        if isinstance(p, torch.nn.Parameter):
+            p.data = p.data.float()
+    cast_module(model.visual, precision)
+    return model
+
+
 def _hub_error(spec: ModelSpec, exc: Exception) -> VipInputError:
     return VipInputError(
         f"Could not get the weights of {spec.describe()}: {str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}. "
@@ -189,13 +221,16 @@ def load_clip(spec: ModelSpec, device: str = "cpu", progress=None) -> ClipModel:
     VipInputError
         Weights missing, not downloadable, unsafe or of another architecture.
     """
+    from .precision import resolve_precision
+
     say = progress or (lambda text: None)
+    precision = resolve_precision(spec.precision, device, "clip")
     if spec.arch.startswith("hf-hub:"):
         _check_hub_extra(spec)
     if spec.untrained:
         say(f"building {spec.arch} with random weights")
         model, preprocess, tokenizer = _create(spec.arch, device)
-        return ClipModel(model, preprocess, tokenizer, spec, None, device)
+        return ClipModel(apply_clip_precision(model, precision), preprocess, tokenizer, spec, None, device, precision)
     if spec.checkpoint:
         path = spec.checkpoint
     elif spec.arch.startswith("hf-hub:"):
@@ -208,7 +243,8 @@ def load_clip(spec: ModelSpec, device: str = "cpu", progress=None) -> ClipModel:
     say(f"building {spec.arch}")
     model, preprocess, tokenizer = _create(spec.arch, "cpu")
     load_into(model, state, f"CLIP architecture {spec.arch}", path)
-    return ClipModel(model.to(device).eval(), preprocess, tokenizer, spec, digest, device)
+    return ClipModel(apply_clip_precision(model.to(device).eval(), precision), preprocess, tokenizer, spec, digest,
+                     device, precision)
 
 
 def _check_hub_extra(spec: ModelSpec) -> None:

@@ -5,7 +5,8 @@ Key
 :func:`embedding_key` hashes everything the embedding depends on: a signature of the model-input image
 data (:func:`image_signature`: blake2b of the ``(H, W, 3)`` uint8 bytes and shape), the window/contrast
 used to make that input (``(low, high)`` and ``invert``), the model's weights id (the checkpoint's
-sha256), its architecture, the MedSAM flag and the input-preparation version.  Changing any of them gives
+sha256), its architecture, the MedSAM flag, the input-preparation version and the precision the encoder ran in
+(a float32 and a bfloat16 embedding of one image never share an entry).  Changing any of them gives
 another key: a stale entry is never looked up.  Each disk entry also stores its key parts and shapes, and
 is checked on reading; an entry that does not match (or does not read) is deleted and recomputed.
 
@@ -57,16 +58,22 @@ def image_signature(image_rgb: np.ndarray) -> str:
 
 
 def embedding_key(image_sig: str, window, invert: bool, weights_id: str, arch: str, medsam: bool,
-                  prepare_version: int = 1) -> str:
-    """The cache key of an embedding (hex).  ``window`` is ``(low, high)`` or ``None`` (unwindowed colour)."""
-    parts = key_parts(image_sig, window, invert, weights_id, arch, medsam, prepare_version)
+                  prepare_version: int = 1, precision: str = "fp32") -> str:
+    """The cache key of an embedding (hex).  ``window`` is ``(low, high)`` or ``None`` (unwindowed colour);
+    ``precision`` the concrete one the encoder ran in (``fp32|bf16|fp16``)."""
+    parts = key_parts(image_sig, window, invert, weights_id, arch, medsam, prepare_version, precision)
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:40]
 
 
-def key_parts(image_sig, window, invert, weights_id, arch, medsam, prepare_version=1) -> dict:
-    return {"image": image_sig, "window": None if window is None else [float(window[0]), float(window[1])],
-            "invert": bool(invert), "weights": weights_id, "arch": str(arch), "medsam": bool(medsam),
-            "prepare": int(prepare_version)}
+def key_parts(image_sig, window, invert, weights_id, arch, medsam, prepare_version=1, precision="fp32") -> dict:
+    """What a key hashes.  ``precision`` is a part only when it is not ``fp32``, so float32 entries stored before
+    precisions existed keep their keys, and an embedding made in another precision never answers for it."""
+    parts = {"image": image_sig, "window": None if window is None else [float(window[0]), float(window[1])],
+             "invert": bool(invert), "weights": weights_id, "arch": str(arch), "medsam": bool(medsam),
+             "prepare": int(prepare_version)}
+    if precision != "fp32":
+        parts["precision"] = str(precision)
+    return parts
 
 
 @dataclass

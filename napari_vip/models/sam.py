@@ -60,14 +60,21 @@ class SamSpec:
         Use MedSAM's input normalisation and decoding (MedSAM checkpoints are ``vit_b``).
     untrained : bool
         Random weights of the real architecture, to try the workflow; flagged in every result.
+    precision : str
+        ``auto|fp32|bf16|fp16``: the dtype of the image encoder (:mod:`napari_vip.models.precision`); the prompt
+        encoder and mask decoder run in float32.
     """
 
     arch: str = "vit_b"
     checkpoint: str | None = None
     medsam: bool = False
     untrained: bool = False
+    precision: str = "auto"
 
     def __post_init__(self):
+        from .precision import check_precision
+
+        check_precision(self.precision)
         if not self.arch:
             raise VipInputError("A SAM model needs an architecture: vit_b, vit_l or vit_h.")
         if self.arch not in SAM_ARCHS and not self.arch.lower().endswith(".json"):
@@ -216,6 +223,9 @@ class SamModel(WeightsProvenance):
     weights_id : str
         ``sha256`` for checkpoints; a per-load random id for untrained models (their weights are new each
         time), so an embedding of other weights is never reused.
+    precision : str
+        What the image encoder runs in, ``fp32|bf16|fp16``; its features come back float32 and everything
+        after it (prompt encoder, mask decoder, threshold) is float32.
     """
 
     sam: object
@@ -223,6 +233,7 @@ class SamModel(WeightsProvenance):
     sha256: str | None
     device: str
     weights_id: str
+    precision: str = "fp32"
     _pe: object = field(default=None, repr=False)
 
     @property
@@ -420,4 +431,8 @@ def load_sam(spec: SamSpec, device: str = "cpu", progress=None) -> SamModel:
         spec.arch if spec.arch in SAM_ARCHS else None, SAM_ARCHS, "SAM",
         "{path} is not a SAM/MedSAM checkpoint (it has no image_encoder weights). Choose a segment-anything or "
         "MedSAM .pth file.", named="SAM {}")
-    return SamModel(net, spec, digest, device, weights_id)
+    from .precision import cast_module, resolve_precision
+
+    precision = resolve_precision(spec.precision, device, "sam")
+    cast_module(net.image_encoder, precision)
+    return SamModel(net, spec, digest, device, weights_id, precision)

@@ -73,13 +73,20 @@ class Sam2Spec:
         Local ``.pt/.pth`` file in the official SAM 2.1 layout ``{"model": state_dict}`` (or a bare state dict).
     untrained : bool
         Random weights of the real architecture, to try the workflow; flagged in every result.
+    precision : str
+        ``auto|fp32|bf16|fp16``: the dtype of the image encoder (:mod:`napari_vip.models.precision`); prompt
+        encoder, mask decoder, memory attention and memory encoder run in float32.
     """
 
     arch: str = DEFAULT_SAM2_ARCH
     checkpoint: str | None = None
     untrained: bool = False
+    precision: str = "auto"
 
     def __post_init__(self):
+        from .precision import check_precision
+
+        check_precision(self.precision)
         if self.arch not in SAM2_ARCHS and not str(self.arch).lower().endswith(".json"):
             raise VipInputError(f"Unknown SAM 2 architecture {self.arch!r}; choose one of {', '.join(SAM2_ARCHS)}.")
         if bool(self.checkpoint) == bool(self.untrained):
@@ -198,6 +205,9 @@ class Sam2Model(WeightsProvenance):
         In eval mode on ``device``.
     weights_id : str
         The checkpoint's sha256, or a per-load random id for untrained weights.
+    precision : str
+        What the image encoder runs in, ``fp32|bf16|fp16``; its features come back float32 and the rest of the
+        network (decoder, memory attention, memory encoder) is float32.
     """
 
     net: object
@@ -205,6 +215,7 @@ class Sam2Model(WeightsProvenance):
     sha256: str | None
     device: str
     weights_id: str
+    precision: str = "fp32"
     _image_predictor: object = field(default=None, repr=False)
 
     @property
@@ -349,4 +360,8 @@ def load_sam2(spec: Sam2Spec, device: str = "cpu", progress=None) -> Sam2Model:
         SAM2_ARCHS, "SAM 2",
         "{path} is not a SAM 2 checkpoint (it has no hiera image encoder weights). Choose a sam2.1_hiera_*.pt or "
         "MedSAM2 .pt file, or a SAM 1 architecture for a segment-anything file.")
-    return Sam2Model(net, spec, digest, device, weights_id)
+    from .precision import cast_module, resolve_precision
+
+    precision = resolve_precision(spec.precision, device, "sam2")
+    cast_module(net.image_encoder, precision)
+    return Sam2Model(net, spec, digest, device, weights_id, precision)

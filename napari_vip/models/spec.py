@@ -23,14 +23,21 @@ class ModelSpec:
     - ``pretrained``: an open_clip pretrained tag for ``arch`` (downloaded, needs network);
     - ``arch`` starting with ``hf-hub:``: the hub repository's weights (needs network);
     - ``untrained=True``: the real architecture with random weights, flagged in every result.
+
+    ``precision`` (``auto|fp32|bf16|fp16``, :mod:`napari_vip.models.precision`) is the dtype the towers run in;
+    ``auto`` resolves per device when the model is loaded.
     """
 
     arch: str = DEFAULT_CLIP_ARCH
     pretrained: str | None = None
     checkpoint: str | None = None
     untrained: bool = False
+    precision: str = "auto"
 
     def __post_init__(self):
+        from .precision import check_precision
+
+        check_precision(self.precision)
         if not self.arch:
             raise VipInputError("A model needs an architecture name, e.g. ViT-B-16 or an hf-hub: id.")
         sources = [bool(self.pretrained), bool(self.checkpoint), bool(self.untrained)]

@@ -64,10 +64,14 @@ class ServerPolicy:
     models_dirs : list of Path
         Folders that model files named in requests must lie in; relative names are looked up in them.
         Empty: requests may name no files (hub, pretrained tags and untrained models still work).
+    precision : str
+        ``auto|fp32|bf16|fp16``: the precision of every model a request names (the request's own is replaced,
+        as its device is).
     """
 
     device: str = "auto"
     models_dirs: list = dataclasses.field(default_factory=list)
+    precision: str = "auto"
 
     def admit(self, request):
         """The request as the server runs it; :class:`Refused` for one it does not run."""
@@ -96,6 +100,8 @@ class ServerPolicy:
 
     def _spec_files(self, spec):
         changes = {}
+        if getattr(spec, "precision", self.precision) != self.precision:
+            changes["precision"] = self.precision
         if getattr(spec, "checkpoint", None):
             changes["checkpoint"] = self.model_file(spec.checkpoint)
         if str(getattr(spec, "arch", "")).lower().endswith(".json"):

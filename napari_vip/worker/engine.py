@@ -23,6 +23,7 @@ JOB_MODULES = [
     "napari_vip.worker.selftest",
     "napari_vip.worker.attention",
     "napari_vip.worker.evaluate",
+    "napari_vip.worker.evaluate_seg",
     "napari_vip.worker.volume",
 ]
 
@@ -107,8 +108,10 @@ class Engine:
         """The cached :class:`~napari_vip.models.clip.ClipModel` for ``spec`` on ``device`` (``auto|cuda|mps|cpu``)."""
         from ..models.clip import load_clip
         from ..models.device import resolve_device
+        from ..models.precision import concrete_precision
 
         dev = resolve_device(device)
+        spec = concrete_precision(spec, dev, "clip")
         report = progress or ProgressReporter()
         return self.model(("clip", spec, dev), lambda: load_clip(spec, dev, lambda text: report(0, 0, text)))
 

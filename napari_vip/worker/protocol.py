@@ -67,9 +67,12 @@ class Provenance:
     untrained: bool = False
     device: str = "cpu"
     extra: dict = field(default_factory=dict)
+    #: The concrete precision the model ran in (``fp32|bf16|fp16``) and its torch dtype name.
+    precision: str = "fp32"
+    dtype: str = "float32"
 
     def to_dict(self) -> dict:
         d = {"napari_vip_version": self.package_version, "model": self.model, "weights_sha256": self.weights_sha256,
-             "untrained": self.untrained, "device": self.device}
+             "untrained": self.untrained, "device": self.device, "precision": self.precision, "dtype": self.dtype}
         d.update(self.extra)
         return d

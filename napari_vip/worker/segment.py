@@ -15,6 +15,7 @@ import numpy as np
 from .. import __version__
 from ..core.coords import clip_box_xyxy
 from ..core.errors import VipInputError
+from ..models.precision import concrete_precision
 from ..models.sam import SamSpec
 from ..models.sam2_family import Sam2Spec
 from .engine import handles
@@ -215,6 +216,7 @@ def sam_model(engine, spec, device: str, progress=None):
         raise VipInputError(f"Segmentation needs a SAM or SAM 2 model spec; got {type(spec).__name__}.")
     dev = resolve_device(device)
     say = (lambda text: progress(0, 0, text)) if progress else None
+    spec = concrete_precision(spec, dev, "sam2" if isinstance(spec, Sam2Spec) else "sam")
     if isinstance(spec, Sam2Spec):
         return engine.model(("sam2", spec, dev), lambda: load_sam2(spec, dev, say))
     return engine.model(("sam", spec, dev), lambda: load_sam(spec, dev, say))
@@ -227,7 +229,7 @@ def get_embedding(engine, model, image_rgb, window, invert, image_sig=None, disk
     cache = engine.sam_embeddings
     sig = image_sig or image_signature(image_rgb)
     args = (sig, window, invert, model.weights_id, model.spec.arch, getattr(model.spec, "medsam", False),
-            model.prepare_version)
+            model.prepare_version, model.precision)
     key, parts = embedding_key(*args), key_parts(*args)
     emb = cache.get_memory(key)
     if emb is not None:
