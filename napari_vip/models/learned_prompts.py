@@ -142,15 +142,13 @@ class LearnedPrompts:
         """A :class:`~napari_vip.models.prompt_learning.PromptLearner` on ``clip`` holding these prompts."""
         import torch
 
-        from .prompt_learning import PromptLearner, TextTower
+        from .prompt_learning import PromptLearner, TextTower, learner_options
 
         self.check_model(clip)
         tower = TextTower(clip.model, clip.tokenizer)
-        cfg = self.config
         with torch.no_grad():
             learner = PromptLearner(tower, self.classes, self.descriptors if self.method == "vip" else None,
-                                    self.method, int(cfg.get("n_ctx", 4)), bool(cfg.get("class_specific", False)),
-                                    clip.logit_scale())
+                                    self.method, logit_scale=clip.logit_scale(), **learner_options(self.config))
         learner.load_trainable_state(self.state)
         return learner.eval()
 

@@ -7,8 +7,8 @@ ViP (Fang et al., MICCAI 2024):
   vectors are shared by all classes (default) or one set per class (``class_specific``).  The class
   name is *not* part of these prompts.
 - **merge prompt** — one learnable query ``q`` (``(D,)``) per class that attends over its descriptors'
-  text features ``T`` (``(K, D)``, after the text projection):
-  ``merged = q + softmax((W_q q)(W_k T)^T / sqrt(D)) T`` with bias-free ``D x D`` projections
+  text features ``T`` (``(K, D)``, after the text projection and *not* normalised, as the released code feeds
+  them): ``merged = q + softmax((W_q q)(W_k T)^T / sqrt(D)) T`` with bias-free ``D x D`` projections
   ``W_q`` and ``W_k``.  The class logit is ``logit_scale * cos(image feature, merged)``.
 
 CoOp (Zhou et al., IJCV 2022) is the same context prompt around the class name
@@ -31,6 +31,13 @@ from .text_encoding import POOLS, encode_embeddings, pool_positions
 
 METHODS = ("vip", "coop")
 DEFAULT_N_CTX = 4
+#: What the merge prompt attends over: the raw projected descriptor features (the released code), or unit ones
+#: (napari-vip before it followed the released code; only to read prompts files learned then).
+MERGE_ON = ("raw", "unit")
+#: How a descriptor becomes prompt text: ``project`` tidies it (underscores as spaces, a full stop unless it ends
+#: with one) and cuts a prompt too long for the context; ``released`` appends a full stop as the released code
+#: does and refuses a prompt longer than the context, as its tokenizer does.
+TEXT_FORMS = ("project", "released")
 
 
 # -- the text tower ---------------------------------------------------------------------------------------------
@@ -103,14 +110,19 @@ class TextTower:
         ids = self._token_ids(text)
         return ids[1:self._length(ids) - 1]
 
-    def prompt_ids(self, texts: list[str], n_ctx: int) -> tuple[torch.Tensor, np.ndarray]:
+    def prompt_ids(self, texts: list[str], n_ctx: int, refuse_long: bool = False) -> tuple[torch.Tensor, np.ndarray]:
         """Token ids of ``[SOS] X*n_ctx <text> [EOS] pad...`` for each text.
+
+        Parameters
+        ----------
+        refuse_long : bool
+            Raise :class:`VipInputError` for a prompt longer than the context (the released code's tokenizer
+            does); by default such a text is cut before the end token (as open_clip's tokenizer does).
 
         Returns
         -------
         ids : torch.Tensor
-            ``(N, L)`` int64; positions ``1..n_ctx`` hold :attr:`placeholder_id`.  Texts too long for the
-            context are cut before the end token (like the tokenizer does).
+            ``(N, L)`` int64; positions ``1..n_ctx`` hold :attr:`placeholder_id`.
         eos_pos : np.ndarray
             ``(N,)`` int64 index of each end token, ``= 1 + n_ctx + len(content)``.
         """
@@ -120,7 +132,12 @@ class TextTower:
             raise VipInputError(f"{n_ctx} context vectors leave no room for text in {L} tokens.")
         rows, eos = [], []
         for t in texts:
-            content = self.content_ids(t)[:room]
+            content = self.content_ids(t)
+            if refuse_long and len(content) > room:
+                raise VipInputError(
+                    f"Descriptor {t[:80]!r}... with the start, end and {n_ctx} context tokens is longer than the "
+                    f"text model's {L} tokens; shorten it to {room} tokens or fewer.")
+            content = content[:room]
             row = [self.sos_id] + [self.placeholder_id] * n_ctx + content + [self.eos_id]
             eos.append(len(row) - 1)
             rows.append(row + [self.pad_id] * (L - len(row)))
@@ -186,8 +203,15 @@ class TextTower:
             return self.encode_embeddings(self.embed_tokens(ids), ids)
 
 
-def descriptor_text(text: str) -> str:
-    """``"<descriptor>."``: stripped, underscores as spaces, ending with a full stop."""
+def descriptor_text(text: str, form: str = "project") -> str:
+    """The prompt text of a descriptor (or class name).
+
+    ``form="project"``: ``"<descriptor>."``, stripped, underscores as spaces, a full stop unless it ends with one;
+    ``form="released"``: ``text + "."`` exactly as the released ViP code builds it (the tokenizer lower-cases and
+    collapses white space in both forms).
+    """
+    if form == "released":
+        return str(text) + "."
     t = " ".join(str(text).replace("_", " ").split())
     return t if t.endswith((".", "!", "?")) else t + "."
 
@@ -210,6 +234,8 @@ class ContextPrompt(nn.Module):
         One set of ``M`` vectors per class instead of one shared set.
     init_std : float
         Context vectors start as ``N(0, init_std^2)``, as in CoOp.
+    text_form : {"project", "released"}
+        See :data:`TEXT_FORMS`.
 
     Attributes
     ----------
@@ -223,15 +249,17 @@ class ContextPrompt(nn.Module):
     """
 
     def __init__(self, tower: TextTower, texts: list[str], groups, n_classes: int, n_ctx: int = DEFAULT_N_CTX,
-                 class_specific: bool = False, init_std: float = 0.02):
+                 class_specific: bool = False, init_std: float = 0.02, text_form: str = "project"):
         super().__init__()
         if n_ctx < 1:
             raise VipInputError(f"The context prompt needs at least one context vector (got {n_ctx}).")
+        if text_form not in TEXT_FORMS:
+            raise VipInputError(f"Unknown descriptor text form {text_form!r}; choose one of {', '.join(TEXT_FORMS)}.")
         self.tower = tower
         self.n_ctx = int(n_ctx)
         self.class_specific = bool(class_specific)
-        self.texts = [descriptor_text(t) for t in texts]
-        ids, eos = tower.prompt_ids(self.texts, self.n_ctx)
+        self.texts = [descriptor_text(t, text_form) for t in texts]
+        ids, eos = tower.prompt_ids(self.texts, self.n_ctx, refuse_long=text_form == "released")
         if tower.causal:
             ids = ids[:, :int(eos.max()) + 1]
         shape = (n_classes, n_ctx, tower.width) if class_specific else (n_ctx, tower.width)
@@ -299,7 +327,11 @@ class MergePrompt(nn.Module):
     bias-free ``D x D`` maps, Xavier-normal.  (Queries at the class means with identity maps leave the attention
     uniform on near-identical unit descriptor features, and ``W_q``/``W_k`` then get gradients around 1e-5 of
     their size: they never learn.)  With a small query the merged class feature starts at the attention-weighted
-    mean of the descriptor features, i.e. close to the zero-shot descriptor ensemble.
+    mean of the descriptor features, i.e. along the zero-shot descriptor ensemble.
+
+    The width ``D`` is the projected feature's.  The released code sizes the query and the maps by the text
+    transformer's width (``ln_final``), which is the same number for the ViT-B/16, ViT-L/14 and RN50x64 it was
+    run with; where the two differ (e.g. RN50: 512 vs 1024) its attention cannot run at all.
     """
 
     def __init__(self, T0: torch.Tensor, mask: torch.Tensor):
@@ -333,15 +365,22 @@ class PromptLearner(nn.Module):
     class_specific : bool
     logit_scale : float
         CLIP's (exponentiated) logit scale; kept fixed.
+    text_form : {"project", "released"}
+        How descriptors become prompt text (:data:`TEXT_FORMS`).
+    merge_on : {"raw", "unit"}
+        What the merge prompt attends over (:data:`MERGE_ON`): ``raw`` as released.
     """
 
     def __init__(self, tower: TextTower, classes: list[str], descriptors: dict | None = None, method: str = "vip",
                  n_ctx: int = DEFAULT_N_CTX, class_specific: bool = False, logit_scale: float = 100.0,
-                 init_std: float = 0.02):
+                 init_std: float = 0.02, text_form: str = "project", merge_on: str = "raw"):
         super().__init__()
         if method not in METHODS:
             raise VipInputError(f"Unknown prompt-learning method {method!r}; choose one of {', '.join(METHODS)}.")
+        if merge_on not in MERGE_ON:
+            raise VipInputError(f"Unknown merge input {merge_on!r}; choose one of {', '.join(MERGE_ON)}.")
         self.method = method
+        self.merge_on = merge_on
         self.classes = list(classes)
         self.logit_scale = float(logit_scale)
         if method == "vip":
@@ -354,7 +393,8 @@ class PromptLearner(nn.Module):
         else:
             texts, groups = list(self.classes), list(range(len(self.classes)))
             self.descriptors = {c: [c] for c in self.classes}
-        self.context = ContextPrompt(tower, texts, groups, len(self.classes), n_ctx, class_specific, init_std)
+        self.context = ContextPrompt(tower, texts, groups, len(self.classes), n_ctx, class_specific, init_std,
+                                     text_form)
         groups_t = torch.as_tensor(groups)
         kmax = int(np.bincount(np.asarray(groups), minlength=len(self.classes)).max())
         slot = torch.zeros(len(groups), dtype=torch.long)
@@ -373,12 +413,14 @@ class PromptLearner(nn.Module):
             self.merge = None
 
     def descriptor_features(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``T`` ``(C, K, D)`` L2-normalised descriptor features (padded) and its ``(C, K)`` bool mask.
+        """``T`` ``(C, K, D)`` float32 descriptor features (padded) and its ``(C, K)`` bool mask.
 
-        Normalising puts every descriptor on CLIP's unit sphere, so at the start (small queries, near-uniform
-        attention) the merged class feature is close to the zero-shot descriptor ensemble.
+        The projected text features as they are (``merge_on="raw"``, the released code: keys and values of the
+        merge attention, norms around 20 for OpenAI ViT-B/16), or L2-normalised (``"unit"``, for older files).
         """
-        feats = nn.functional.normalize(self.context().float(), dim=-1)
+        feats = self.context().float()
+        if self.merge_on == "unit":
+            feats = nn.functional.normalize(feats, dim=-1)
         C, D = len(self.classes), feats.shape[-1]
         T = feats.new_zeros(C, self.kmax, D).index_put((self.slot_class, self.slot_index), feats)
         mask = torch.zeros(C, self.kmax, dtype=torch.bool, device=feats.device)
@@ -437,3 +479,14 @@ def check_descriptors(classes: list[str], descriptors: dict | None, modality: st
         raise VipInputError(f"No descriptors for class(es) {missing} in the library (it has "
                             f"{sorted(descriptors)[:10]}); add them or use --method coop.")
     return out
+
+
+def learner_options(config: dict) -> dict:
+    """:class:`PromptLearner` keyword arguments from training-configuration fields (a dict, e.g. a prompts
+    file's ``config``): ``n_ctx``, ``class_specific``, ``text_form``, ``merge_on``.
+
+    A configuration without ``merge_on`` was saved before the merge prompt followed the released code, so its
+    tensors were learned on unit descriptor features: ``"unit"``.
+    """
+    return {"n_ctx": int(config.get("n_ctx", DEFAULT_N_CTX)), "class_specific": bool(config.get("class_specific")),
+            "text_form": str(config.get("text_form", "project")), "merge_on": str(config.get("merge_on", "unit"))}

@@ -47,6 +47,11 @@ class TrainConfig:
     augment: bool = False
     cache_features: bool = True
     init_std: float = 0.02
+    #: How descriptors become prompt text (:data:`~napari_vip.models.prompt_learning.TEXT_FORMS`).
+    text_form: str = "project"
+    #: What the merge prompt attends over: ``raw`` projected descriptor features, as released
+    #: (:data:`~napari_vip.models.prompt_learning.MERGE_ON`).
+    merge_on: str = "raw"
     #: Fewest optimiser steps of a run: a small training set is cycled within each epoch until
     #: ``epochs * steps_per_epoch`` reaches this (see :meth:`steps_per_epoch`).
     min_steps: int = 200
@@ -159,14 +164,14 @@ def build_learner(clip, classes, descriptors, config: TrainConfig):
     """A :class:`~napari_vip.models.prompt_learning.PromptLearner` on ``clip`` with CLIP frozen."""
     import torch
 
-    from .prompt_learning import PromptLearner, TextTower
+    from .prompt_learning import PromptLearner, TextTower, learner_options
 
     for p in clip.model.parameters():
         p.requires_grad_(False)
     torch.manual_seed(config.seed)
     tower = TextTower(clip.model, clip.tokenizer)
-    return PromptLearner(tower, classes, descriptors, config.method, config.n_ctx, config.class_specific,
-                         clip.logit_scale(), config.init_std)
+    return PromptLearner(tower, classes, descriptors, config.method, logit_scale=clip.logit_scale(),
+                         init_std=config.init_std, **learner_options(config.to_dict()))
 
 
 def _emit(progress, done, total, text, data=None):
