@@ -21,24 +21,78 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NAPARI_VIP_AUTOSAVE", tempfile.mkdtemp(prefix="napari-vip-autosave-"))
 
 
+#: Run in a fresh interpreter: open the display's Qt platform and an OpenGL context through vispy, as napari's
+#: canvas does.  Qt aborts the process when a display is set but its platform plugin cannot load (Qt 6.5+ needs
+#: libxcb-cursor0 and other xcb libraries), so this must never run in the test process itself.
+DISPLAY_PROBE = """
+from qtpy.QtWidgets import QApplication
+app = QApplication([])
+from vispy import app as vispy_app
+vispy_app.use_app("qt")
+from vispy.gloo import gl
+from vispy.scene import SceneCanvas
+canvas = SceneCanvas(show=True, size=(32, 32))
+canvas.render()
+version = gl.glGetParameter(gl.GL_VERSION)
+canvas.close()
+assert version, "no OpenGL version"
+print(app.platformName(), version)
+"""
+
+#: What to install when napari's canvas cannot get OpenGL (the packages are the README's list).
+NO_DISPLAY_REASON = ("needs napari's OpenGL canvas, which cannot open here: install an X virtual framebuffer and Qt's "
+                     "xcb libraries (Debian/Ubuntu: the apt-get line in README.md; pytest-xvfb then starts Xvfb) or "
+                     "run under a desktop")
+#: Why the canvas tests are skipped in this run (``None``: a usable display).
+_display_problem: list[str | None] = [None]
+
+
+def probe_display(env: dict | None = None, timeout: float = 60.0) -> str | None:
+    """``None`` if Qt and OpenGL open the display named in ``env`` (default: this process's environment) in a
+    child process; else why not, in one line."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ if env is None else env)
+    if not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
+        return "no display (DISPLAY and WAYLAND_DISPLAY are not set)"
+    env.pop("QT_QPA_PLATFORM", None)
+    try:
+        done = subprocess.run([sys.executable, "-c", DISPLAY_PROBE], env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"opening display {env.get('DISPLAY')!r} did not finish in {timeout:.0f} s"
+    if done.returncode == 0:
+        return None
+    lines = [ln for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
+    why = next((ln for ln in lines if "xcb" in ln or "platform plugin" in ln), lines[-1] if lines else "")
+    return (f"display {env.get('DISPLAY') or env.get('WAYLAND_DISPLAY')!r} is set but Qt/OpenGL cannot use it "
+            f"(exit {done.returncode}: {why.strip()[:200]})")
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config):
-    """pytest-xvfb gives napari's canvas an OpenGL context on a virtual display; without one, Qt runs
-    offscreen: the docks are tested on ``ViewerModel`` (:func:`make_viewer`) and the tests that need the
-    canvas are skipped with what to install (:func:`make_window_viewer`)."""
-    if not os.environ.get("DISPLAY"):
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    """Decide once, after pytest-xvfb has started its virtual display (if it could), whether napari's canvas
+    can run here.  A display that is set but cannot be opened (no Xvfb, or Qt's xcb libraries missing) would
+    abort the whole run at the first Qt test; it is probed in a child process, and Qt falls back to offscreen:
+    the docks are tested on ``ViewerModel`` (:func:`make_viewer`) and the tests that need the canvas are
+    skipped saying why (:func:`make_window_viewer`)."""
+    problem = probe_display()
+    _display_problem[0] = problem
+    if problem is not None:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+
 
 CONFIGS = Path(__file__).parent / "configs"
 
-#: What to install when napari's canvas cannot get OpenGL.
-NO_DISPLAY_REASON = ("needs napari's OpenGL canvas: no display here; install an X virtual framebuffer "
-                     "(Debian/Ubuntu: apt-get install xvfb; pytest-xvfb then starts it) or run under a desktop")
-
 
 def has_display() -> bool:
-    """Whether napari's canvas can get OpenGL: an X display (pytest-xvfb's virtual one counts) or Wayland."""
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    """Whether napari's canvas can get OpenGL here (probed once per run: see :func:`pytest_configure`)."""
+    return _display_problem[0] is None
+
+
+def no_display_reason() -> str:
+    return f"{NO_DISPLAY_REASON} ({_display_problem[0]})"
 
 
 @pytest.fixture
@@ -70,7 +124,7 @@ def make_window_viewer(request):
     """napari's ``make_napari_viewer`` for tests that need the viewer's window (dock widgets, the canvas);
     skipped with what to install when there is no display."""
     if not has_display():
-        pytest.skip(NO_DISPLAY_REASON)
+        pytest.skip(no_display_reason())
     return request.getfixturevalue("make_napari_viewer")
 
 

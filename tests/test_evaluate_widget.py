@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 
-def test_evaluate_dock_runs_and_opens_a_sample_with_its_marker(make_napari_viewer, qtbot, tmp_path,
+def test_evaluate_dock_runs_and_opens_a_sample_with_its_marker(make_viewer, qtbot, tmp_path,
                                                                tiny_clip_checkpoint):
     from test_evaluate import make_set
 
     from napari_vip.widgets.evaluate import EvaluateWidget
 
     arch, ckpt = tiny_clip_checkpoint
-    viewer = make_napari_viewer()
+    viewer = make_viewer()
     w = EvaluateWidget(viewer)
     assert w.run() is None and "labelled data" in w.status.text()
     w.data.setText(str(make_set(tmp_path / "d", n=6)))

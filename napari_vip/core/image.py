@@ -38,6 +38,12 @@ class ModelImage:
     invert: bool = False
 
 
+def is_colour_picture(arr: np.ndarray) -> bool:
+    """Whether an array read from a file is a colour picture: uint8 with a trailing axis of 3 (RGB) or 4 (RGBA),
+    as a PNG or JPEG decodes, ``(..., H, W, 3|4)``; a gray volume ``(Z, H, W)`` of scans is not."""
+    return bool(arr.ndim >= 3 and arr.shape[-1] in (3, 4) and arr.dtype == np.uint8)
+
+
 def check_plane(image, rgb: bool | None = None) -> np.ndarray:
     """Validate a 2D plane: ``(H, W)`` gray or ``(H, W, 3|4)`` colour. Returns it as an ndarray.
 
