@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import msgpack
 import numpy as np
 import pytest
 from job_recorder import Recorder
@@ -31,7 +32,7 @@ from napari_vip.worker.learn import LearnRequest
 from napari_vip.worker.segment import SegmentRequest
 from napari_vip.worker.selftest import SelfTestRequest
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-of-24-chars"
 
 
 def free_port() -> int:
@@ -41,13 +42,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(config: ServerConfig):
+def running_server(config: ServerConfig, log_level: str = "warning"):
     """A uvicorn server in a thread on a free loopback port; yields ``(url, app)`` and stops it."""
     import uvicorn
 
     app = create_app(config)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level,
                                            ws_max_size=config.max_message_bytes))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -273,13 +274,125 @@ def test_malformed_and_oversized_requests_get_4xx_and_the_server_keeps_serving(s
 
     with wsc.connect(f"ws://{url[len('http://'):]}/ws", additional_headers=auth, proxy=None) as ws:
         ws.recv()
-        ws.send(b"\xc1 garbage")
-        ws.send(b"\x81\xa3job\xa1x")
         ws.send(__import__("msgpack").packb({"op": "submit", "job": 7, "request": {"$type": "Popen", "fields": {}}}))
         reply = __import__("msgpack").unpackb(ws.recv())
         assert reply["op"] == "failed" and reply["job"] == 7 and "not allowed" in reply["message"]
     assert app.state.scheduler.status()["jobs_started"] == started
     assert run_remote(client, SelfTestRequest(steps=1, tag="still here")).tag == "still here"
+
+
+@contextmanager
+def ws_session(url):
+    """A raw WebSocket to the server, past its ``hello``."""
+    import websockets.sync.client as wsc
+
+    with wsc.connect(f"ws://{url[len('http://'):]}/ws", additional_headers={"Authorization": f"Bearer {TOKEN}"},
+                     proxy=None) as ws:
+        assert msgpack.unpackb(ws.recv())["op"] == "hello"
+        yield ws
+
+
+def closed_with(ws, frame) -> tuple[int, str]:
+    """Send ``frame`` and return the code and reason the server closed the connection with."""
+    from websockets.exceptions import ConnectionClosed
+
+    ws.send(frame)
+    with pytest.raises(ConnectionClosed) as info:
+        ws.recv(timeout=30)
+    return info.value.rcvd.code, info.value.rcvd.reason
+
+
+def test_every_malformed_frame_gets_a_failed_reply_or_a_close_with_a_reason(server, client):
+    url, app = server
+    started = app.state.scheduler.status()["jobs_started"]
+    image_ref = {"$ref": [{"a": 1}, "|u1", [96, 128, 3]]}
+    requests = {
+        1: {"$nd": ["|u1", [2 ** 32, 2 ** 32], b""]},  # element count overflows int64
+        2: {"$nd": 1, "$tuple": []},  # two keys, no $type
+        3: {"$ref": [["a"], "|u1", [1]]},  # digest is a list
+        4: {"$type": "SelfTestRequest", "fields": {"tag": image_ref}},  # digest is a dict
+        5: {"$dict": [[[1, 2], 3]]},  # dict key holding a list
+        6: {"$type": "SelfTestRequest", "fields": {"steps": {"$dict": [[{"$tuple": [[1]]}, 1]]}}},
+    }
+    with ws_session(url) as ws:
+        for job, request in requests.items():
+            ws.send(msgpack.packb({"op": "submit", "job": job, "request": request}, use_bin_type=True))
+        replies = {m["job"]: m for m in (msgpack.unpackb(ws.recv(timeout=30)) for _ in requests)}
+    assert sorted(replies) == sorted(requests)
+    for job, reply in replies.items():
+        assert reply["op"] == "failed" and reply["kind"] == "input", (job, reply)
+        assert reply["message"].startswith("Refused by the server"), (job, reply)
+    for frame, code, words in [("a text frame", 1003, "binary"), (b"\xc1 garbage", 1007, "malformed"),
+                               (msgpack.packb({"op": "submit", "job": "x"}), 1007, "integer 'job'"),
+                               (msgpack.packb([1, 2]), 1007, "malformed")]:
+        with ws_session(url) as ws:
+            got_code, reason = closed_with(ws, frame)
+        assert got_code == code and words in reason, (frame, got_code, reason)
+    assert app.state.scheduler.status()["jobs_started"] == started
+    assert run_remote(client, SelfTestRequest(steps=1, tag="still here")).tag == "still here"
+
+
+def test_malformed_uploads_get_4xx_never_500(server):
+    url, _ = server
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    from test_serve_fuzz import npy_with_header
+
+    for shape in ([2 ** 32, 2 ** 32], [-1, -8], [0, 4], [1] * 70):
+        resp = httpx.put(f"{url}/arrays/{'4' * 64}", content=npy_with_header("|u1", shape, b"\x00" * 8),
+                         headers=auth)
+        assert 400 <= resp.status_code < 500, (shape, resp.status_code, resp.text)
+    assert httpx.put(f"{url}/arrays/not-a-digest", content=npy_bytes(image()), headers=auth).status_code == 400
+
+
+def test_errors_name_model_files_relative_to_the_models_folder(server, client, tiny_clip_checkpoint):
+    arch, ckpt = tiny_clip_checkpoint
+    folder = Path(ckpt).parent
+    (folder / "broken.pt").write_bytes(b"this is not a checkpoint")
+    rec = Recorder()
+    job = rec.submit(client, ClassifyRequest(image(), [], ["a", "b"], ModelSpec(arch, checkpoint="broken.pt")))
+    client.wait(job, 60)
+    (failure,) = rec.errors
+    assert "broken.pt" in failure.message and str(folder) not in failure.message + failure.details, failure
+
+
+def test_a_token_in_the_query_string_is_not_logged(tiny_clip_checkpoint):
+    import logging
+
+    lines = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    config = ServerConfig(token=TOKEN, policy=ServerPolicy("cpu", []))
+    with running_server(config, log_level="info") as (url, _):
+        for name in ("uvicorn.access", "uvicorn.error"):
+            logging.getLogger(name).addHandler(handler)
+        try:
+            assert httpx.get(f"{url}/health?token={TOKEN}").status_code == 200
+            assert httpx.get(f"{url}/status?access_token={TOKEN}&x=1").status_code == 401
+        finally:
+            for name in ("uvicorn.access", "uvicorn.error"):
+                logging.getLogger(name).removeHandler(handler)
+    assert any("/health" in line for line in lines) and any("/status" in line for line in lines), lines
+    assert not any(TOKEN in line for line in lines), lines
+
+
+@pytest.mark.parametrize("token", ["", "   ", "short-token", " padded-token-of-enough-length "])
+def test_a_weak_token_is_refused_at_start(token):
+    from napari_vip.core.errors import VipInputError
+
+    with pytest.raises(VipInputError, match="token"):
+        ServerConfig(token=token)
+
+
+def test_serve_refuses_an_empty_token_from_the_environment(monkeypatch, capsys):
+    import uvicorn
+
+    from napari_vip.cli.main import main
+
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: started.append(a))
+    monkeypatch.setenv("NAPARI_VIP_TOKEN", " ")
+    assert main(["serve", "--port", "1"]) != 0 and not started
+    assert "token" in capsys.readouterr().err
 
 
 def test_an_image_is_uploaded_once_and_referenced_afterwards(server, client):

@@ -8,7 +8,7 @@ import sys
 from ..core.errors import VipInputError
 from ..models.device import DEVICES
 from ..models.precision import PRECISIONS
-from ..serve.token import TOKEN_ENV, read_token
+from ..serve.token import TOKEN_ENV, check_server_token, read_token
 
 
 def add_parser(sub) -> None:
@@ -54,7 +54,7 @@ def run(args) -> int:
     from ..serve.app import ServerConfig, create_app
     from ..serve.policy import ServerPolicy
 
-    token = read_token(args.token_file)
+    token = check_server_token(read_token(args.token_file))
     check_bind(args.host, token)
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         raise VipInputError("TLS needs both --ssl-certfile and --ssl-keyfile.")

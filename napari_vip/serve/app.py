@@ -32,7 +32,19 @@ from .. import __version__
 from ..worker.protocol import Done, Failed, Progress
 from .policy import Refused, ServerPolicy
 from .scheduler import Scheduler
-from .wire import DTYPES, WireError, array_digest, decode, encode, pack, unpack
+from .token import check_server_token
+from .wire import (
+    DTYPES,
+    WireError,
+    array_digest,
+    array_nbytes,
+    check_digest,
+    check_shape,
+    decode,
+    encode,
+    pack,
+    unpack,
+)
 
 log = logging.getLogger("napari_vip.serve")
 
@@ -59,6 +71,9 @@ class ServerConfig:
     max_array_bytes: int = 512 * 2 ** 20
     store_bytes: int = 2 * 2 ** 30
     quantum_s: float = 0.05
+
+    def __post_init__(self):
+        check_server_token(self.token)
 
 
 class ArrayStore:
@@ -104,6 +119,8 @@ def read_npy(data: bytes, max_bytes: int) -> np.ndarray:
     f = io.BytesIO(data)
     try:
         version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"unsupported .npy version {version}")
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
             np.lib.format.read_array_header_2_0
         shape, fortran, dtype = read_header(f)
@@ -111,14 +128,39 @@ def read_npy(data: bytes, max_bytes: int) -> np.ndarray:
         raise Refused(f"not an .npy array: {exc}") from exc
     if dtype.str not in DTYPES:
         raise Refused(f"array dtype {dtype.str} is not allowed (allowed: {', '.join(DTYPES)})")
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    try:
+        shape = check_shape(shape)
+    except WireError as exc:
+        raise Refused(str(exc)) from None
+    if 0 in shape:
+        raise Refused(f"array of shape {list(shape)} is empty: upload an image with pixels")
+    nbytes = array_nbytes(dtype, shape)
     if nbytes > max_bytes:
         raise Refused(f"array of {nbytes} bytes is larger than the {max_bytes} allowed", 413)
     body = data[f.tell():]
     if len(body) != nbytes:
         raise Refused(f"array of shape {list(shape)} {dtype} needs {nbytes} bytes, got {len(body)}")
     arr = np.frombuffer(body, dtype=dtype).reshape(shape, order="F" if fortran else "C")
-    return np.ascontiguousarray(arr)
+    return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)  # (ascontiguousarray makes 0-d 1-d)
+
+
+class QueryStringFilter(logging.Filter):
+    """Drops the query string of every request path a log record names (uvicorn's access and WebSocket
+    lines): a token sent as ``?token=...`` is never written to a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and "?" in a for a in record.args):
+            record.args = tuple(a.split("?", 1)[0] + "?…" if isinstance(a, str) and "?" in a else a
+                                for a in record.args)
+        return True
+
+
+def redact_query_strings() -> None:
+    """Install :class:`QueryStringFilter` on uvicorn's loggers (once)."""
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, QueryStringFilter) for f in logger.filters):
+            logger.addFilter(QueryStringFilter())
 
 
 def create_app(config: ServerConfig | None = None, engine=None):
@@ -128,6 +170,7 @@ def create_app(config: ServerConfig | None = None, engine=None):
     from ..worker.engine import Engine
 
     cfg = config or ServerConfig()
+    redact_query_strings()
     engine = engine or Engine()
     scheduler = Scheduler(engine.run, cfg.quantum_s)
     store = ArrayStore(cfg.store_bytes)
@@ -169,6 +212,10 @@ def create_app(config: ServerConfig | None = None, engine=None):
 
     @app.put("/arrays/{digest}", dependencies=[Depends(authorised)], status_code=201)
     async def put_array(digest: str, request: Request) -> dict:
+        try:
+            check_digest(digest)
+        except WireError as exc:
+            raise HTTPException(400, f"{exc}: name an array by the sha256 of its dtype, shape and bytes") from None
         limit = cfg.max_array_bytes + 4096  # the .npy header
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
@@ -196,7 +243,7 @@ def create_app(config: ServerConfig | None = None, engine=None):
         return arr.copy()
 
     def decode_request(data):
-        missing = [v[0] for v in _refs(data) if v[0] not in store]
+        missing = [v[0] for v in _refs(data) if isinstance(v[0], str) and v[0] not in store]
         if missing:
             raise _Missing(missing)
         return cfg.policy.admit(decode(data, resolve))
@@ -213,6 +260,8 @@ def create_app(config: ServerConfig | None = None, engine=None):
         connected.add(session)
 
         def emit(msg) -> None:  # from job threads
+            if isinstance(msg, Failed):
+                msg = failure_for_client(msg)
             try:
                 frame = pack(message_to_wire(msg))
             except Exception as exc:  # noqa: BLE001 -- an unregistered result type: report it rather than lose the job
@@ -227,8 +276,16 @@ def create_app(config: ServerConfig | None = None, engine=None):
         await websocket.send_bytes(pack({"op": "hello", "device": device, "version": __version__}))
         try:
             while True:
-                raw = await websocket.receive_bytes()
-                await handle(raw, session, emit, outbox)
+                frame = await websocket.receive()
+                if frame["type"] == "websocket.disconnect":
+                    break
+                if frame.get("bytes") is None:
+                    await close_unanswerable(websocket, 1003, "text frame: send binary msgpack frames")
+                    break
+                unanswerable = await handle(frame["bytes"], session, emit, outbox)
+                if unanswerable:
+                    await close_unanswerable(websocket, 1007, unanswerable)
+                    break
         except WebSocketDisconnect:
             pass
         finally:
@@ -236,11 +293,28 @@ def create_app(config: ServerConfig | None = None, engine=None):
             scheduler.drop_client(session)
             sender.cancel()
 
-    async def handle(raw: bytes, session: int, emit, outbox) -> None:
+    def failure_for_client(msg: Failed) -> Failed:
+        """What a client is told of a failed job: model files named relative to the models folder, and the
+        traceback (which names server paths) kept in the server's log."""
+        if msg.details:
+            log.error("job %s failed: %s\n%s", msg.job_id, msg.message, msg.details)
+        details = "the traceback is in the server's log" if msg.details else ""
+        return Failed(msg.job_id, msg.kind, cfg.policy.relative_paths(msg.message), details)
+
+    async def close_unanswerable(websocket: WebSocket, code: int, reason: str) -> None:
+        """Close the connection with ``reason`` (a frame without a job id cannot be answered with ``failed``)."""
+        log.warning("closed a connection: %s", reason)
+        try:
+            await websocket.close(code=code, reason=reason[:120])
+        except Exception:  # noqa: BLE001 -- the peer is already gone
+            pass
+
+    async def handle(raw: bytes, session: int, emit, outbox) -> str | None:
+        """Serve one frame; returns why the connection must close when the frame has no job id to answer."""
         job = None
         try:
             msg = unpack(raw, cfg.max_message_bytes)
-            if not isinstance(msg, dict) or not isinstance(msg.get("job"), int):
+            if not isinstance(msg, dict) or type(msg.get("job")) is not int:
                 raise WireError("a frame is a map with 'op' and an integer 'job'")
             job = msg["job"]
             if msg.get("op") == "cancel":
@@ -256,12 +330,19 @@ def create_app(config: ServerConfig | None = None, engine=None):
             await outbox.put(pack({"op": "missing", "job": job, "digests": exc.digests}))
             return
         except (WireError, Refused) as exc:
-            if job is not None:
-                await outbox.put(pack(message_to_wire(Failed(job, "input", f"Refused by the server: {exc}"))))
-            else:
-                log.warning("dropped a malformed frame: %s", exc)
-            return
+            if job is None:
+                return f"malformed frame: {exc}"
+            await outbox.put(pack(message_to_wire(Failed(job, "input", f"Refused by the server: {exc}"))))
+            return None
+        except Exception as exc:  # noqa: BLE001 -- a request that breaks a check in an unforeseen way: answer it
+            log.exception("job %s: a request could not be read", job)
+            if job is None:
+                return "the frame could not be read"
+            await outbox.put(pack(message_to_wire(Failed(
+                job, "input", f"Refused by the server: the request could not be read ({type(exc).__name__})."))))
+            return None
         scheduler.submit(session, job, request, emit, channel)
+        return None
 
     return app
 

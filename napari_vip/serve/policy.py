@@ -108,6 +108,13 @@ class ServerPolicy:
             changes["arch"] = self.model_file(spec.arch)
         return dataclasses.replace(spec, **changes) if changes else spec
 
+    def relative_paths(self, text: str) -> str:
+        """``text`` with every path inside :attr:`models_dirs` written relative to its folder (what a client
+        named), so that messages sent to clients never reveal the server's folders."""
+        for root in sorted((str(Path(r).resolve()) for r in self.models_dirs), key=len, reverse=True):
+            text = text.replace(root.rstrip("/") + "/", "").replace(root, "the models folder")
+        return text
+
     def model_file(self, name: str) -> str:
         """The server path of a model file named in a request; :class:`Refused` outside :attr:`models_dirs`."""
         if not self.models_dirs:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
+import math
 import numbers
 import types
 import typing
@@ -71,6 +72,8 @@ LOCAL_ONLY = {
     "PropagateRequest": "volume propagation sends a whole volume; it runs in the local worker until the wire "
                         "streams volumes slice by slice",
     "VolumeEmbedRequest": "as PropagateRequest",
+    "RegionSentencesRequest": "CoTexNet sentences of a data set read its files and may ask a multimodal model for "
+                              "minutes: batch work run where the data is (napari-vip sentences)",
 }
 
 #: Array dtypes allowed on the wire (numpy ``dtype.str``).
@@ -92,11 +95,11 @@ _names: dict[type, str] = {}
 
 def wire_class(name: str) -> type:
     """The registered class for ``name``; :class:`WireError` for a name not in :data:`WIRE_TYPES`."""
-    cls = _classes.get(name)
+    cls = _classes.get(name) if isinstance(name, str) else None
     if cls is None:
         target = WIRE_TYPES.get(name) if isinstance(name, str) else None
         if target is None:
-            raise WireError(f"type {name!r} is not allowed on the wire")
+            raise WireError(f"type {_short(name)} is not allowed on the wire")
         module, _, qual = target.partition(":")
         cls = getattr(importlib.import_module(module), qual)
         _classes[name], _names[cls] = cls, name
@@ -128,11 +131,24 @@ def check_dtype(dtype) -> np.dtype:
     return np.dtype(dtype)
 
 
+#: Largest number of elements an array may declare (its bytes are checked against it before anything is built).
+MAX_ELEMENTS = 2 ** 40
+
+
 def check_shape(shape) -> tuple[int, ...]:
+    """``shape`` as a tuple: at most :data:`MAX_NDIM` non-negative sizes whose product (exact, not wrapped
+    around as int64 would) is at most :data:`MAX_ELEMENTS`; :class:`WireError` otherwise."""
     if (not isinstance(shape, (list, tuple)) or len(shape) > MAX_NDIM
-            or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2 ** 40 for n in shape)):
-        raise WireError(f"array shape {shape!r} is not a list of at most {MAX_NDIM} non-negative sizes")
+            or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_ELEMENTS for n in shape)):
+        raise WireError(f"array shape {_short(shape)} is not a list of at most {MAX_NDIM} non-negative sizes")
+    if math.prod(max(n, 1) for n in shape) > MAX_ELEMENTS:  # zeros aside: numpy refuses such shapes even empty
+        raise WireError(f"array shape {list(shape)} declares more than {MAX_ELEMENTS} elements")
     return tuple(shape)
+
+
+def array_nbytes(dtype: np.dtype, shape: tuple[int, ...]) -> int:
+    """Bytes an array of ``dtype`` and ``shape`` holds, computed with Python integers (no overflow)."""
+    return math.prod(shape) * dtype.itemsize
 
 
 def array_from_bytes(dtype, shape, data) -> np.ndarray:
@@ -140,10 +156,23 @@ def array_from_bytes(dtype, shape, data) -> np.ndarray:
     dt, shp = check_dtype(dtype), check_shape(shape)
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise WireError("array data must be bytes")
-    if int(np.prod(shp, dtype=np.int64)) * dt.itemsize != len(data):
-        raise WireError(f"array of shape {list(shp)} and dtype {dtype} needs "
-                        f"{int(np.prod(shp, dtype=np.int64)) * dt.itemsize} bytes, got {len(data)}")
+    if array_nbytes(dt, shp) != len(data):
+        raise WireError(f"array of shape {list(shp)} and dtype {dtype} needs {array_nbytes(dt, shp)} bytes, "
+                        f"got {len(data)}")
     return np.frombuffer(data, dtype=dt).reshape(shp).copy()
+
+
+def _short(value, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: error messages never echo a whole hostile message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def check_digest(digest) -> str:
+    """An uploaded array's name: 64 lower-case hex characters (sha256); :class:`WireError` otherwise."""
+    if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise WireError(f"array digest {_short(digest)} is not a sha256 hex string")
+    return digest
 
 
 def _wire_dtype(arr: np.ndarray) -> str:
@@ -188,10 +217,15 @@ def decode(data, resolve: Callable[[str, str, tuple], np.ndarray] | None = None,
         return data
     if isinstance(data, list):
         return [decode(v, resolve, _depth + 1) for v in data]
-    if not isinstance(data, dict) or len(data) not in (1, 2):
+    if not isinstance(data, dict):
         raise WireError(f"unexpected {type(data).__name__} in a message")
     if "$type" in data:
+        if len(data) != 2 or "fields" not in data:
+            raise WireError("a typed value is a map of exactly '$type' and 'fields'")
         return _decode_dataclass(data, resolve, _depth)
+    if len(data) != 1:
+        raise WireError(f"a map in a message has one tag ($nd, $ref, $np, $tuple, $dict) or '$type' and "
+                        f"'fields', not the keys {_short(sorted(map(str, data)))}")
     ((tag, body),) = data.items()
     if tag == "$nd" and isinstance(body, list) and len(body) == 3:
         return array_from_bytes(*body)
@@ -200,7 +234,7 @@ def decode(data, resolve: Callable[[str, str, tuple], np.ndarray] | None = None,
             raise WireError("array references are not accepted here")
         digest, dtype, shape = body
         check_dtype(dtype)
-        return resolve(str(digest), dtype, check_shape(shape))
+        return resolve(check_digest(digest), dtype, check_shape(shape))
     if tag == "$np" and isinstance(body, list) and len(body) == 2:
         return array_from_bytes(body[0], [], body[1])[()]
     if tag == "$tuple" and isinstance(body, list):
@@ -211,11 +245,17 @@ def decode(data, resolve: Callable[[str, str, tuple], np.ndarray] | None = None,
             if not isinstance(item, list) or len(item) != 2:
                 raise WireError("a dict entry must be [key, value]")
             key = decode(item[0], resolve, _depth + 1)
-            if isinstance(key, (list, dict, np.ndarray)):
-                raise WireError("a dict key must be a str, number, bool, None or tuple")
+            if not _is_key(key):
+                raise WireError("a dict key must be a str, number, bool, None or a tuple of those")
             out[key] = decode(item[1], resolve, _depth + 1)
         return out
-    raise WireError(f"unknown entry {tag!r} in a message")
+    raise WireError(f"unknown entry {_short(tag)} in a message")
+
+
+def _is_key(value) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str, np.generic)):
+        return True
+    return isinstance(value, tuple) and all(_is_key(v) for v in value)
 
 
 def _decode_dataclass(data: dict, resolve, depth: int):
