@@ -64,6 +64,10 @@ def test_a_2d_image_is_refused_and_nothing_is_lost(dock):
     assert widget.volume.propagate() is None
     assert "3D gray volume" in widget.status.text()
     assert len(viewer.layers[MARKERS_LAYER].data) == 1
+    viewer.add_image(np.zeros((48, 64, 3), np.uint8), name="photo", rgb=True)
+    assert widget.volume.propagate() is None
+    assert "colour picture of shape (48, 64, 3)" in widget.status.text()
+    assert len(viewer.layers[MARKERS_LAYER].data) == 1
 
 
 def test_reopening_an_image_offers_its_autosave_and_restores_it(dock, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from test_volume_export import ct_series  # noqa: F401 - the synthetic CT series fixture
 from test_volume_propagation import phantom
 
@@ -83,3 +84,35 @@ def test_a_correcting_box_and_embedding_every_slice_from_the_command_line(tiny_s
     rc = main(["segment", str(tmp_path / "ct.npy"), "--slice", "5", "--embed-slices", *common])
     again = json.loads(capsys.readouterr().out)
     assert rc == 0 and again["order"][0] == 5 and set(again["sources"].values()) == {"disk"}
+
+
+def test_a_colour_picture_is_refused_for_propagation_everywhere(tiny_sam2_arch, tiny_sam_arch, tmp_path, capsys):
+    """An RGB PNG (H, W, 3) is not a volume of H slices: the command line, the worker and the embedding of slices
+    refuse it with one message, before any model is built."""
+    from PIL import Image
+
+    from napari_vip.core.errors import VipInputError
+    from napari_vip.models.propagation import SlicePrompt
+    from napari_vip.models.sam import SamSpec
+    from napari_vip.worker.engine import Engine
+    from napari_vip.worker.volume import PropagateRequest, VolumeEmbedRequest
+
+    rgb = np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "photo.png")
+    messages = []
+    for arch in (tiny_sam2_arch, tiny_sam_arch):
+        for extra in (["--box", "5", "5", "30", "30", "--propagate"], ["--embed-slices"]):
+            rc = main(["segment", str(tmp_path / "photo.png"), "--slice", "0", *extra, "--sam-arch", arch,
+                       "--untrained"])
+            err = capsys.readouterr().err
+            assert rc == 2, err
+            messages.append(err.strip().splitlines()[-1])
+    assert len(set(messages)) == 1 and "colour picture of shape (64, 80, 3)" in messages[0], messages
+    spec = SamSpec(tiny_sam_arch, untrained=True)
+    engine = Engine()
+    for req in (PropagateRequest(rgb, [SlicePrompt(0, box_xyxy=(5, 5, 30, 30))], spec),
+                VolumeEmbedRequest(rgb, 0, spec)):
+        with pytest.raises(VipInputError, match="colour picture") as info:
+            engine.run(req)
+        assert str(info.value) in messages[0]
+    assert not engine.loaded_models()

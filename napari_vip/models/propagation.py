@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core.errors import VipInputError
+from ..core.image import is_colour_picture
 
 
 @dataclass
@@ -49,9 +50,19 @@ class SliceMask:
     logits: np.ndarray | None = None
 
 
+def refuse_colour_picture(shape) -> None:
+    """Raise the one message every volume tool gives for a colour picture (``(H, W, 3|4)``)."""
+    raise VipInputError(f"Propagation needs a gray volume (slices, rows, columns); this is a colour picture of "
+                        f"shape {tuple(shape)} (rows, columns, channels), not a stack of slices. Segment it as a 2D "
+                        "image, or open a CT/MR series or a NIfTI volume to propagate.")
+
+
 def check_volume(volume, axis: int = 0) -> np.ndarray:
-    """A ``(Z, H, W)`` view of ``volume`` with ``axis`` first; refuses 2D images and 4D+ arrays."""
+    """A ``(Z, H, W)`` view of ``volume`` with ``axis`` first; refuses 2D images, colour pictures
+    (``(H, W, 3|4)`` uint8, see :func:`~napari_vip.core.image.is_colour_picture`) and 4D+ arrays."""
     arr = np.asarray(volume)
+    if is_colour_picture(arr):
+        refuse_colour_picture(arr.shape)
     if arr.ndim == 2:
         raise VipInputError("Propagation needs a volume (a stack of slices); this image is 2D. Segment it without "
                             "propagation, or open the CT/MR series as a volume.")

@@ -136,12 +136,14 @@ class VolumeRow(QWidget):
     def slice_prompt(self):
         """The :class:`~napari_vip.models.propagation.SlicePrompt` of the slice in view: the candidate shown (its
         mask), else the selected or newest marker's box; VipInputError when there is neither, or no 3D volume."""
-        from ..models.propagation import SlicePrompt
+        from ..models.propagation import SlicePrompt, refuse_colour_picture
 
         dock = self.dock
         layer = dock.image_layer()
         shape = spatial_shape(layer)
-        if len(shape) != 3 or getattr(layer, "rgb", False):
+        if getattr(layer, "rgb", False):
+            refuse_colour_picture(layer.data.shape)
+        if len(shape) != 3:
             raise VipInputError(f"Propagation needs a 3D gray volume; {layer.name!r} has spatial shape {shape}.")
         (k,) = plane_index(layer, dock.viewer.dims)
         session = dock.session
