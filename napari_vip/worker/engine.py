@@ -23,7 +23,7 @@ JOB_MODULES = [
     "napari_vip.worker.selftest",
     "napari_vip.worker.attention",
     "napari_vip.worker.evaluate",
-    "napari_vip.worker.evaluate_seg",
+    "napari_vip.worker.segmentation_eval.run",
     "napari_vip.worker.volume",
 ]
 
