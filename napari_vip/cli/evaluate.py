@@ -40,6 +40,12 @@ def add_parser(sub) -> None:
     p.add_argument("--store", default=None, help="embedding store folder (default OUT/embeddings)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="Dask scheduler (tcp://host:8786): embed on its workers")
+    p.add_argument("--save-renders", default=None, metavar="DIR",
+                   help="write every (sample, condition) image the model receives as DIR/<sample>__<condition>.png "
+                        "(index: DIR/renders.csv)")
+    p.add_argument("--released-quirks", action="store_true",
+                   help="reproduce the released code where napari-vip differs on purpose: the VinDr/NIH14 crop "
+                        "with the image's axes swapped, AUROC/AUPRC/MCC all n/a when a class has no samples")
     p.add_argument("--out", required=True, help="folder for predictions.csv, metrics.json, metrics.csv, auroc.png")
     add_model_args(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -92,7 +98,7 @@ def run(args) -> int:
                           args.images, args.metadata, args.classes, args.recipe, args.color, args.line_width,
                           args.text_style, args.template, args.modality or DEFAULT_MODALITY,
                           args.bootstrap, args.seed, args.batch_size, args.threads, args.device, args.store,
-                          args.scheduler)
+                          args.scheduler, save_renders=args.save_renders, released_quirks=args.released_quirks)
     result = Engine().run(req, ProgressReporter(_bar))
     for line in untrained_warning(result.provenance.untrained):
         sys.stderr.write(line + "\n")

@@ -42,8 +42,11 @@ def check_recipe(recipe: str) -> str:
 
 
 def recipe_provenance(recipe: str) -> dict:
-    """``{"recipe": name, "recipe_steps": {...}}``, recorded in every result made with ``recipe``."""
-    return {"recipe": check_recipe(recipe), "recipe_steps": dict(_DESCRIPTIONS[recipe])}
+    """``{"recipe": name, "recipe_steps": {...}, "pillow": version}``, recorded in every result made with
+    ``recipe`` (Pillow's resize and drawing decide single pixels: see docs/rendering.md)."""
+    import PIL
+
+    return {"recipe": check_recipe(recipe), "recipe_steps": dict(_DESCRIPTIONS[recipe]), "pillow": PIL.__version__}
 
 
 def model_rgb(image, recipe: str = CLI_RECIPE, *, contrast_limits=None, invert: bool = False,

@@ -40,6 +40,9 @@ class EvalSample:
     patient_id : str or None
         Bootstrap resampling unit when given.
     split : str or None
+    released_crop : bool
+        Crop around the box as the released VinDr-CXR / NIH14 loaders do, scaled with the image's axes swapped
+        (:func:`napari_vip.core.paper_render.released_crop_box`; set by ``--released-quirks``).
     """
 
     id: str
@@ -48,6 +51,7 @@ class EvalSample:
     box_xyxy: tuple | None = None
     patient_id: str | None = None
     split: str | None = None
+    released_crop: bool = False
 
 
 @dataclass

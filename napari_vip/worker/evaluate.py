@@ -9,7 +9,7 @@ ahead of the model, which embeds batches of ``batch_size`` renders; embeddings g
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from .embedding_store import EmbeddingStore
 from .engine import handles
 from .evaluation_embedding import embed_samples
 from .evaluation_metrics import bootstrap, class_report, delong_test, expected_calibration_error, released_metrics
+from .evaluation_outputs import RenderWriter
 from .protocol import Provenance
 
 
@@ -48,6 +49,13 @@ class EvaluateRequest:
     template : str, optional
         Prompt template (``{c}``, ``{suffix}``, ``{modality}``); ``None``: the layout's own
         (:func:`napari_vip.io.eval_adapters.layout_template`: JSRT's, else the default).
+    save_renders : str, optional
+        A folder for every (sample, condition) image the model receives, as PNG
+        (:class:`~napari_vip.worker.evaluation_outputs.RenderWriter`), with ``renders.csv``.
+    released_quirks : bool
+        Reproduce the released code where napari-vip differs on purpose: the VinDr-CXR / NIH14 crop around a
+        box scaled with the image's axes swapped, and AUROC, AUPRC and MCC all ``None`` when a class has no
+        samples.  Recorded in the provenance.
     """
 
     data: str
@@ -72,6 +80,8 @@ class EvaluateRequest:
     store: str | None = None
     scheduler: str | None = None
     shards: int = 0
+    save_renders: str | None = None
+    released_quirks: bool = False
 
 
 @dataclass
@@ -125,13 +135,14 @@ def _probabilities(clip, features: np.ndarray, prompts: list[str]) -> np.ndarray
     return clip.probabilities(img, clip.encode_texts(prompts))
 
 
-def condition_metrics(labels, probabilities: dict, classes, reference: str, groups, n_boot: int, seed: int) -> dict:
+def condition_metrics(labels, probabilities: dict, classes, reference: str, groups, n_boot: int, seed: int,
+                      released_quirks: bool = False) -> dict:
     """Every number of part *metrics* per condition (see :class:`EvaluateResult`)."""
     out = {}
-    boot = bootstrap(labels, probabilities, reference, groups, n_boot, seed)
-    ref = released_metrics(labels, probabilities[reference])
+    boot = bootstrap(labels, probabilities, reference, groups, n_boot, seed, released_quirks)
+    ref = released_metrics(labels, probabilities[reference], released_quirks)
     for name, p in probabilities.items():
-        m = released_metrics(labels, p)
+        m = released_metrics(labels, p, released_quirks)
         m["ece"] = expected_calibration_error(labels, p)
         m["per_class"] = class_report(labels, p, classes)
         m["ci"] = boot[name]["ci"]
@@ -146,7 +157,7 @@ def condition_metrics(labels, probabilities: dict, classes, reference: str, grou
 
 @handles(EvaluateRequest)
 def evaluate(engine, req: EvaluateRequest, progress) -> EvaluateResult:
-    from ..io.eval_adapters import layout_template
+    from ..io.eval_adapters import SWAPPED_CROP_LAYOUTS, layout_template
     from ..io.eval_loading import load_eval_data
 
     check_recipe(req.recipe)
@@ -156,6 +167,8 @@ def evaluate(engine, req: EvaluateRequest, progress) -> EvaluateResult:
     progress(0, 0, "reading the data")
     data = load_eval_data(req.data, req.classes, req.layout, req.images, req.metadata)
     template = req.template if req.template is not None else layout_template(data.layout)
+    if req.released_quirks and data.layout in SWAPPED_CROP_LAYOUTS:
+        data.samples = [replace(sm, released_crop=True) for sm in data.samples]
     if not data.has_boxes and any(c.needs_box for c in conditions):
         raise VipInputError(
             f"{data.source!r} has no boxes, so marker conditions "
@@ -168,14 +181,19 @@ def evaluate(engine, req: EvaluateRequest, progress) -> EvaluateResult:
     from pathlib import Path
 
     store = EmbeddingStore(Path(root) / weights[:16] if root and clip.sha256 else None)
+    renders = RenderWriter(req.save_renders, data.samples, conditions) if req.save_renders else None
     if req.scheduler:
         from .dask_runner import embed_on_cluster
 
         keys, errors, embedded = embed_on_cluster(req, data.samples, conditions, weights, store, progress)
+        if renders is not None:  # the workers' files may not be ours: render here
+            embed_samples(None, data.samples, conditions, req.recipe, weights, set(), threads=req.threads,
+                          progress=progress, on_render=renders)
     else:
         keys, errors, embedded = embed_samples(
             lambda ims: clip.encode_images(ims).cpu().numpy(), data.samples, conditions, req.recipe, weights,
-            store.keys(), on_batch=store.add, batch_size=req.batch_size, threads=req.threads, progress=progress)
+            store.keys(), on_batch=store.add, batch_size=req.batch_size, threads=req.threads, progress=progress,
+            on_render=renders)
     skipped = list(data.skipped) + [{"path": data.samples[i].path, "reason": r} for i, r in sorted(errors.items())]
     ok = [i for i, k in enumerate(keys) if k is not None]
     samples = [data.samples[i] for i in ok]
@@ -190,8 +208,10 @@ def evaluate(engine, req: EvaluateRequest, progress) -> EvaluateResult:
         probabilities[c.name] = _probabilities(clip, feats, prompts[c.name])
     progress(0, 0, "computing metrics")
     groups = [s.patient_id for s in samples] if all(s.patient_id for s in samples) else None
-    metrics = condition_metrics(labels, probabilities, data.classes, "none", groups, req.bootstrap, req.seed)
-    extra = {**recipe_provenance(req.recipe), "dataset": data.source, "dataset_sha256": data.source_sha256,
+    metrics = condition_metrics(labels, probabilities, data.classes, "none", groups, req.bootstrap, req.seed,
+                                req.released_quirks)
+    extra = {**recipe_provenance(req.recipe), "released_quirks": bool(req.released_quirks),
+             "dataset": data.source, "dataset_sha256": data.source_sha256,
              "layout": data.layout, "template": template, "modality": req.modality,
              "scheduler": req.scheduler}
     result = EvaluateResult(
@@ -199,8 +219,10 @@ def evaluate(engine, req: EvaluateRequest, progress) -> EvaluateResult:
         Provenance(__version__, extra=extra, **clip.provenance()), skipped,
         {"samples": len(data.samples) + len(data.skipped), "evaluated": len(samples), "skipped": len(skipped),
          "per_class": {k: int((labels == j).sum()) for j, k in enumerate(data.classes)}}, embedded)
+    if renders is not None:
+        result.files["renders"] = renders.write_index(conditions)
     if req.out_dir:
         from .evaluation_outputs import write_outputs
 
-        result.files = write_outputs(result, req.out_dir)
+        result.files = {**write_outputs(result, req.out_dir), **result.files}
     return result

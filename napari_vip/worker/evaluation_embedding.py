@@ -12,13 +12,19 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..core.errors import VipInputError
+from ..core.paper_render import released_crop_box
 from ..core.recipes import render
 from .embedding_store import embedding_key
 
+#: Suffix of the render key of a crop made as the released VinDr-CXR / NIH14 loaders make it.
+RELEASED_CROP = "/released-crop"
 
-def _render_sample(sample, representatives: dict, recipe: str, weights: str, known, check_box: bool):
+
+def _render_sample(sample, representatives: dict, recipe: str, weights: str, known, check_box: bool,
+                   on_render=None):
     """``(keys, images)`` for one sample: its embedding key per render key, and the renders not in ``known``.
 
+    ``on_render(render_key, image)``, when given, is called for every render of the sample (cached or not).
     Raises VipInputError for an unreadable file or a box outside the image.
     """
     from ..io.eval_data import file_sha256
@@ -28,10 +34,17 @@ def _render_sample(sample, representatives: dict, recipe: str, weights: str, kno
         digest = file_sha256(sample.path)
     except OSError as exc:
         raise VipInputError(f"cannot read the file ({exc.strerror or exc})") from None
-    keys = {rk: embedding_key(digest, recipe, rk, sample.box_xyxy if rk != "none" else None, weights)
+    released = getattr(sample, "released_crop", False)
+
+    def released_crop(rk: str) -> bool:
+        return released and representatives[rk].style == "crop"
+
+    keys = {rk: embedding_key(digest, recipe, rk + (RELEASED_CROP if released_crop(rk) else ""),
+                              sample.box_xyxy if rk != "none" else None, weights)
             for rk in representatives}
     missing = [rk for rk, k in keys.items() if k not in known]
-    if not missing and not check_box:
+    todo = list(representatives) if on_render is not None else missing
+    if not todo and not check_box:
         return keys, {}
     stored = plane_from_file(sample.path)
     h, w = stored.data.shape[:2]
@@ -39,21 +52,31 @@ def _render_sample(sample, representatives: dict, recipe: str, weights: str, kno
     if check_box and box is not None and (box[0] < 0 or box[1] < 0 or box[2] > w or box[3] > h):
         raise VipInputError(f"box {tuple(box)} is outside the image ({w}x{h} pixels)")
     images = {}
-    base = stored_model_rgb(stored, recipe).rgb if missing else None
-    for rk in missing:
-        marker = representatives[rk].marker(box) if rk != "none" else None
-        images[keys[rk]] = render(base, marker, recipe)
+    base = stored_model_rgb(stored, recipe).rgb if todo else None
+    for rk in todo:
+        marker = None
+        if rk != "none":
+            marker = representatives[rk].marker(released_crop_box(box, (h, w)) if released_crop(rk) else box)
+        image = render(base, marker, recipe)
+        if rk in missing:
+            images[keys[rk]] = image
+        if on_render is not None:
+            on_render(rk, image)
     return keys, images
 
 
 def embed_samples(encode, samples, conditions, recipe: str, weights: str, known, *, on_batch=None,
-                  batch_size: int = 32, threads: int = 4, progress=None):
+                  batch_size: int = 32, threads: int = 4, progress=None, on_render=None):
     """Render and embed every sample's conditions not in ``known``, rendering ahead of the model.
 
     Parameters
     ----------
-    encode : callable
-        list of ``(h, w, 3)`` uint8 -> ``(K, D)`` float32 L2-normalised embeddings.
+    encode : callable or None
+        list of ``(h, w, 3)`` uint8 -> ``(K, D)`` float32 L2-normalised embeddings; ``None`` renders only
+        (for ``on_render``).
+    on_render : callable, optional
+        ``on_render(sample_index, render_key, image)`` for every render of every sample, cached or not
+        (called from the rendering threads).
     known : set of str
         Keys already embedded; updated as batches finish.
     on_batch : callable, optional
@@ -81,7 +104,10 @@ def embed_samples(encode, samples, conditions, recipe: str, weights: str, known,
 
     def flush():
         nonlocal embedded
-        if pending_keys:
+        if pending_keys and encode is None:
+            pending_keys.clear()
+            pending_images.clear()
+        elif pending_keys:
             feats = np.asarray(encode(pending_images), dtype=np.float32)
             embedded += len(pending_keys)
             known.update(pending_keys)
@@ -98,8 +124,9 @@ def embed_samples(encode, samples, conditions, recipe: str, weights: str, known,
         def submit():
             i = next(todo, None)
             if i is not None:
+                hook = None if on_render is None else (lambda rk, im, i=i: on_render(i, rk, im))
                 queue.append((i, pool.submit(_render_sample, samples[i], representatives, recipe, weights,
-                                             frozenset(known), check_box)))
+                                             frozenset(known), check_box, hook)))
 
         for _ in range(window):
             submit()

@@ -24,9 +24,12 @@ def one_hot(labels, n_classes: int) -> np.ndarray:
     return out
 
 
-def released_metrics(labels, probs) -> dict:
+def released_metrics(labels, probs, released_quirks: bool = False) -> dict:
     """Accuracy, balanced accuracy, macro one-vs-rest AUROC and macro AUPRC on one-hot labels, MCC, as the
-    released code computes them (AUROC/AUPRC ``None`` where scikit-learn cannot, e.g. a class without samples)."""
+    released code computes them (AUROC/AUPRC ``None`` where scikit-learn cannot, e.g. a class without samples).
+
+    With ``released_quirks`` MCC is ``None`` too where AUROC/AUPRC are: the released code computes the three in
+    one ``try`` block and sets all of them to ``None`` when scikit-learn refuses the AUROC."""
     from sklearn.metrics import average_precision_score, balanced_accuracy_score, matthews_corrcoef, roc_auc_score
 
     labels = np.asarray(labels)
@@ -37,10 +40,15 @@ def released_metrics(labels, probs) -> dict:
            "balanced_accuracy": float(balanced_accuracy_score(labels, pred)),
            "mcc": float(matthews_corrcoef(labels, pred))}
     try:
+        if any(len(np.unique(truth[:, k])) < 2 for k in range(truth.shape[1])):
+            # scikit-learn 1.6 (the released code's) raises here; later versions warn and give NaN
+            raise ValueError("a class has no samples (or every sample)")
         out["auroc"] = float(roc_auc_score(truth, probs, average="macro", multi_class="ovr"))
         out["auprc"] = float(average_precision_score(truth, probs, average="macro"))
     except ValueError:
         out["auroc"] = out["auprc"] = None
+        if released_quirks:
+            out["mcc"] = None
     return {k: out[k] for k in RELEASED}
 
 
@@ -134,7 +142,7 @@ def _interval(values) -> list | None:
 
 
 def bootstrap(labels, probs_by_condition: dict, reference: str | None, groups=None, n_boot: int = 1000,
-              seed: int = 0) -> dict:
+              seed: int = 0, released_quirks: bool = False) -> dict:
     """95% percentile intervals of the released metrics per condition, and of each condition's difference to
     ``reference``, on the same resamples.
 
@@ -149,7 +157,7 @@ def bootstrap(labels, probs_by_condition: dict, reference: str | None, groups=No
     values = {c: {m: [] for m in RELEASED} for c in probs_by_condition}
     for idx in draws:
         for c, p in probs_by_condition.items():
-            for m, v in released_metrics(labels[idx], np.asarray(p)[idx]).items():
+            for m, v in released_metrics(labels[idx], np.asarray(p)[idx], released_quirks).items():
                 values[c][m].append(v)
     out = {}
     for c in probs_by_condition:

@@ -87,6 +87,62 @@ def write_outputs(result, out_dir) -> dict:
     _write_csv(files["metrics_csv"], metrics_rows(result))
     files_str = {k: str(v) for k, v in files.items()}
     with open(files["metrics_json"], "w", encoding="utf-8") as f:
-        json.dump({**result.to_dict(), "files": files_str}, f, indent=2)
+        json.dump({**result.to_dict(), "files": {**result.files, **files_str}}, f, indent=2)
     plot_auroc(result, files["plot"])
     return files_str
+
+
+def render_stems(samples) -> list[str]:
+    """A file-name stem per sample: its id with every character outside ``[A-Za-z0-9._-]`` as ``_``; a stem
+    met before gets ``~N`` (N = the sample's position), so every sample has its own files."""
+    import re
+
+    stems, seen = [], set()
+    for n, s in enumerate(samples):
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", str(s.id)).strip("_") or "sample"
+        if stem in seen:
+            stem = f"{stem}~{n}"
+        seen.add(stem)
+        stems.append(stem)
+    return stems
+
+
+class RenderWriter:
+    """Writes every (sample, condition) image the model receives to ``folder/<sample>__<condition>.png``, and
+    an index ``folder/renders.csv`` (``id, condition, file``) in sample and condition order.
+
+    Call it as ``on_render(sample_index, render_key, image)`` (from any thread); conditions that share a
+    render (``bbox`` and ``bbox+text``) each get their file.
+    """
+
+    def __init__(self, folder, samples, conditions):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.samples = list(samples)
+        self.stems = render_stems(self.samples)
+        self.by_key: dict = {}
+        for c in conditions:
+            self.by_key.setdefault(c.render_key(), []).append(c.name)
+        self.written: dict = {}
+
+    def file(self, index: int, condition: str) -> Path:
+        return self.folder / f"{self.stems[index]}__{condition}.png"
+
+    def __call__(self, index: int, render_key: str, image) -> None:
+        from PIL import Image
+
+        for name in self.by_key.get(render_key, []):
+            path = self.file(index, name)
+            Image.fromarray(image).save(path)
+            self.written[(index, name)] = path
+
+    def write_index(self, conditions) -> str:
+        """``renders.csv`` of the files written; returns its path."""
+        rows = [{"id": s.id, "condition": c.name, "file": self.written[(i, c.name)].name}
+                for i, s in enumerate(self.samples) for c in conditions if (i, c.name) in self.written]
+        path = self.folder / "renders.csv"
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=["id", "condition", "file"])
+            writer.writeheader()
+            writer.writerows(rows)
+        return str(path)
