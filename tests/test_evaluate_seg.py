@@ -260,3 +260,29 @@ def test_seg_data_cli_check_and_export(tmp_path, capsys):
     assert main(["seg-data", "check", str(tmp_path / "ds"), "--split", "test", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["layout"] == "medvlsm" and "p9" in d["prompt_types"]
+
+
+def test_real_tiny_clipseg_encodes_once_and_matches_predict(tmp_path, capsys):
+    """With a real (tiny, random) CLIPSeg: one image encoding decoded per text gives predict()'s logits, and
+    the command line evaluates it with the weights' sha256 in the provenance."""
+    pytest.importorskip("transformers")
+    from napari_vip.cli.main import main
+    from napari_vip.models.vlsm import VlsmSpec, load_vlsm
+    from tests.vlsm_fixtures import save_clipseg_folder, tiny_clipseg_arch
+
+    folder = save_clipseg_folder(tmp_path / "clipseg", tiny_clipseg_arch(64), input_size=64)
+    model = load_vlsm(VlsmSpec("clipseg", source=str(folder)))
+    image = np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    texts = ["", "polyp", "one small pink round polyp, located in right of the image"]
+    many = seg_sample.predict_logits(model, image, texts)
+    assert many.shape == (3, model.input_size, model.input_size)
+    for t, lg in zip(texts, many):
+        np.testing.assert_allclose(lg, model.predict(image, t).logits_model, rtol=1e-4, atol=1e-3)  # batch noise
+    data, _, _ = make_data(tmp_path / "data", 2)
+    rc = main(["evaluate-seg", str(data), "--models", f"tiny=clipseg:{folder}", "--prompts", "p1", "p7",
+               "--bootstrap", "10", "--device", "cpu", "--out", str(tmp_path / "out"), "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["models"][0]["provenance"]["weights_sha256"] == model.sha256 and not d["untrained"]
+    assert 0.0 <= d["table"]["tiny"]["p1"]["dice"] <= 1.0
