@@ -159,3 +159,39 @@ def test_endpoint_down_keeps_the_sentences_made(servers, tmp_path):
 def test_unconfigured_endpoint_is_refused_before_any_work():
     with pytest.raises(VipInputError, match="No language model endpoint"):
         describe_regions([], "polyp area", LlmConfig("", "m"), AttributeCache("/nonexistent/x.json"))
+
+
+def write_csv_dataset(folder, n=3):
+    """A CSV data set of ``n`` images with one square region each (train split)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["image,mask,prompt,split"]
+    for i in range(n):
+        img, m = sample_arrays(i)
+        Image.fromarray(img).save(folder / f"img{i}.png")
+        Image.fromarray(m).save(folder / f"mask{i}.png")
+        lines.append(f"img{i}.png,mask{i}.png,polyp,train")
+    (folder / "data.csv").write_text("\n".join(lines) + "\n")
+    return folder / "data.csv"
+
+
+def test_cli_asks_the_endpoint_and_keeps_the_csv_when_it_goes_down(servers, tmp_path, capsys):
+    from napari_vip.cli.main import main
+    from napari_vip.core.region_attributes import read_sentence_csv
+
+    data = write_csv_dataset(tmp_path / "data")
+    srv = servers(["no", GOOD])
+    out = tmp_path / "sentences.csv"
+    common = [str(data), "--keyword", "polyp area", "--attributes", "llm", "--llm-url", srv.url,
+              "--llm-model", "vlm", "--cache", str(tmp_path / "cache.json"), "--out", str(out)]
+    assert main(["sentences", *common, "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["asked"] == 3 and len(srv.requests) == 4  # the first answer was asked again
+    assert read_sentence_csv(out) == {f"mask{i}.png": "1 round small red polyp area, located in the top left of the "
+                                                      "image." for i in range(3)}
+    assert got["provenance"]["llm"]["model"] == "vlm"
+    srv.close()
+    (tmp_path / "cache.json").unlink()
+    out.unlink()
+    assert main(["sentences", *common]) == 2
+    err = capsys.readouterr().err
+    assert "Could not reach" in err and "mask0.png (1 of 3)" in err

@@ -190,7 +190,7 @@ def stderr_progress(done: int, total: int, text: str = "", data: dict | None = N
 
 # -- where requests run: this process, or a model server ---------------------------------------------------------
 #: Commands that take no ``--server``: no requests, or a language model asked from this computer.
-LOCAL_ONLY = ("gui", "serve", "symptoms")
+LOCAL_ONLY = ("gui", "serve", "symptoms", "sentences")
 
 
 def add_server_args(subparsers) -> None:

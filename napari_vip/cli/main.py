@@ -20,6 +20,7 @@ COMMANDS = [
     "napari_vip.cli.learn",
     "napari_vip.cli.serve",
     "napari_vip.cli.evaluate",
+    "napari_vip.cli.sentences",
     "napari_vip.cli.evaluate_seg",
 ]
 

@@ -25,6 +25,7 @@ JOB_MODULES = [
     "napari_vip.worker.evaluate",
     "napari_vip.worker.segmentation_eval.run",
     "napari_vip.worker.volume",
+    "napari_vip.worker.region_sentences",
 ]
 
 _HANDLERS: dict[type, Callable] = {}

@@ -1,0 +1,297 @@
+"""CoTexNet: conceptual text prompts learned from the region, distilled into the image (He et al., Engineering 2026).
+
+Built on ``transformers.CLIPSegForImageSegmentation``, as the released code (Rango-bit/CoTexNet
+``model/CoTexNet.py``, ``model/CLIPSeg_pse.py``, ``model/CLIPSeg_code.py``, ``train_utils/train_and_eval.py``,
+``main.py``, ``dataset_config/train_config.yaml``) builds on it:
+
+- **ImgToText** (``mapping_module``): the ROI (the normalised model input where the mask is set, 0 elsewhere,
+  as released ``masked_fill`` after normalisation) through the frozen CLIPSeg vision encoder; its class token
+  (``last_hidden_state[:, 0]``, before the post-layernorm) -> ``Linear(Dv, Dt)`` -> GELU -> ``Linear(Dt, Dt)``
+  -> ``LayerNorm(Dt)`` = a pseudo-token that overwrites the text tower's input embedding (token + position
+  embedding) at position :data:`TOKEN_POSITION` (5, the sixth: the keyword's first word in the released
+  sentence ``"<sot> {number} {shape} {size} {color} {keyword}..."``) before the text transformer.
+  ``Dv`` = ``vision_config.hidden_size`` (768 full size), ``Dt`` = ``text_config.hidden_size`` (512).
+- **text embedding** = ``sigmoid(get_text_features(...))`` (B, P), P = ``projection_dim`` (512).
+- **image-to-text head** (``img_projection``, released ``Img2text_module``): the query image's class token ->
+  2 x [``Linear(Dv, Dv)``, Dropout(0), ReLU] -> ``Linear(Dv, P)`` -> Sigmoid; CLIPSeg_pse applies a second
+  sigmoid: image embedding = ``sigmoid(img_projection(cls))`` in (0.5, 0.73).
+- **condition**: training ``(1 - a) * text + a * image`` (``weight_alpha`` a learnable, init 0.2); text-free
+  prediction ``image``; then ``condition * var + mean`` (learnable, init 1.0 and -0.002) into the decoder's FiLM.
+- **loss** (:func:`cotexnet_loss`): MONAI ``DiceCELoss()`` (defaults) on ``sigmoid(logits)`` against the mask,
+  plus ``10 * KLDiv(image embedding, text embedding detached)`` where KLDiv is
+  ``F.kl_div(log_softmax(s / T, 1), softmax(t / T, 1), "batchmean") * T**2``, T = 1.
+- **frozen**: the whole CLIP (vision and text towers); trained: decoder, both heads, a, var, mean.
+
+Parameter names follow the released modules (``mapping_module``, ``img_projection``, ``weight_alpha``, ``var``,
+``mean``).  Shapes: pixel values (B, 3, S, S) float32 normalised; masks (B, 1, S, S) float {0, 1}; logits
+(B, 1, S, S).  Importing this module imports torch (as :mod:`.nets` does); transformers and MONAI are
+imported inside functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .nets import ClipSegNet
+
+#: Released constants (``CLIPSeg_pse.py``, ``CLIPSeg_code.py``, ``train_and_eval.py``).
+TOKEN_POSITION = 5
+ALPHA_INIT = 0.2
+VAR_INIT = 1.0
+MEAN_INIT = -0.002
+DISTILL_WEIGHT = 10.0
+KL_TEMPERATURE = 1.0
+IMG2TEXT_LAYERS = 2
+IMG2TEXT_DROPOUT = 0.0
+
+#: The released training recipe (``dataset_config/train_config.yaml``, ``main.py``), overridable.
+RELEASED_RECIPE: dict[str, Any] = {
+    "optimizer": "AdamW", "lr": 3e-4, "weight_decay": 1e-4,
+    "schedule": "cosine per step (timm CosineLRScheduler, t_initial = epochs x steps, lr_min 0, no warmup)",
+    "warmup_epochs": 0, "warmup_lr": 3e-5,
+    "batch_size": 16, "epochs": 500, "early_stop_patience": 50, "early_stop_after_epoch_fraction": 0.2,
+    "select": "best validation Dice", "seed": 666, "input_size": 224, "amp": True,
+    "distill_weight": DISTILL_WEIGHT, "kl_temperature": KL_TEMPERATURE,
+    "loss": "DiceCELoss() on sigmoid(logits) + distill_weight * KL(image || text detached)",
+    "frozen": "CLIP vision and text towers",
+}
+
+
+def build_heads(config, alpha_init: float = ALPHA_INIT, var_init: float = VAR_INIT, mean_init: float = MEAN_INIT,
+                dropout: float = IMG2TEXT_DROPOUT):
+    """The CoTexNet modules for a ``CLIPSegConfig`` (widths from the config, so a tiny config works).
+
+    Returns an ``nn.Module`` with ``mapping_module`` (ROI class token -> pseudo-token), ``img_projection``
+    (image class token -> (B, P) in (0, 1)), and the parameters ``weight_alpha`` (1,), ``var`` (1,), ``mean`` (1,).
+    Layers keep PyTorch's default initialisation, as released (they are created outside CLIPSeg's ``post_init``).
+    """
+    nn = torch.nn
+    dv = int(config.vision_config.hidden_size)
+    dt = int(config.text_config.hidden_size)
+    p = int(config.projection_dim)
+
+    class Img2Text(nn.Module):
+        """Released ``Img2text_module(embed_dim=Dv, middle_dim=Dv, output_dim=P, n_layer=2, dropout=0)``."""
+
+        def __init__(self):
+            super().__init__()
+            blocks, d = [], dv
+            for _ in range(IMG2TEXT_LAYERS):
+                blocks.append(nn.Sequential(nn.Linear(d, dv), nn.Dropout(dropout), nn.ReLU()))
+                d = dv
+            self.layers = nn.Sequential(*blocks)
+            self.fc_out = nn.Linear(dv, p)
+            self.fc_fn = nn.Sigmoid()
+
+        def forward(self, x):
+            return self.fc_fn(self.fc_out(self.layers(x)))
+
+    class Heads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mapping_module = nn.Sequential(nn.Linear(dv, dt), nn.GELU(), nn.Linear(dt, dt), nn.LayerNorm(dt))
+            self.img_projection = Img2Text()
+            self.weight_alpha = nn.Parameter(torch.tensor([float(alpha_init)]))
+            self.var = nn.Parameter(torch.tensor([float(var_init)]))
+            self.mean = nn.Parameter(torch.tensor([float(mean_init)]))
+
+    return Heads()
+
+
+@dataclass
+class VisionFeatures:
+    """What the frozen vision encoder gives CoTexNet for a batch of images.
+
+    ``activations``: list of (B, N + 1, Dv) float32, the hidden states after the layers in
+    ``config.extract_layers`` (what CLIPSeg's decoder reads); ``cls``: (B, Dv), the class token of the last
+    hidden state (before the post-layernorm, as released).
+    """
+
+    activations: list
+    cls: Any
+
+
+def encode_image(clipseg, pixel_values) -> VisionFeatures:
+    """The frozen vision encoder on (B, 3, S, S) normalised pixels (no gradient)."""
+    with torch.no_grad():
+        out = clipseg.clip.vision_model(pixel_values=pixel_values, output_hidden_states=True)
+        hs = out.hidden_states
+        acts = [hs[i + 1] for i in clipseg.config.extract_layers]
+        return VisionFeatures(activations=acts, cls=out.last_hidden_state[:, 0])
+
+
+def roi_class_token(clipseg, roi_pixel_values):
+    """(B, Dv): the class token of the ROI images through the frozen vision encoder (no gradient)."""
+    with torch.no_grad():
+        return clipseg.clip.vision_model(pixel_values=roi_pixel_values).last_hidden_state[:, 0]
+
+
+def roi_pixels(pixel_values, mask):
+    """The released ROI input: normalised ``pixel_values`` (B, 3, S, S) with 0 where ``mask`` (B, 1, S, S) is 0."""
+    return pixel_values.masked_fill(~mask.bool(), 0)
+
+
+def text_embedding(clipseg, input_ids, attention_mask=None, pseudo_token=None, position: int = TOKEN_POSITION):
+    """``sigmoid(text features)`` (B, P); with ``pseudo_token`` (B, Dt), the text tower's input embedding at
+    ``position`` is replaced by it first (gradients flow to the pseudo-token through the frozen tower)."""
+    text_model = clipseg.clip.text_model
+    if attention_mask is not None and input_ids.shape[-1] > position + 1:
+        # Padding after the last real token changes nothing (causal attention, pooled at the first end token):
+        # cut it, so a 77-token batch of short sentences costs what its longest sentence costs.
+        keep = max(int(attention_mask.sum(dim=-1).max()), position + 1)
+        input_ids, attention_mask = input_ids[:, :keep], attention_mask[:, :keep]
+    handle = None
+    if pseudo_token is not None:
+        if input_ids.shape[-1] <= position:
+            raise ValueError(f"Token sequences of length {input_ids.shape[-1]} have no position {position} for the "
+                             "pseudo-token; pad the sentences to the tokenizer's full length (77).")
+
+        def put_token(module, args, output):
+            out = output.clone()
+            out[:, position, :] = pseudo_token.to(out.dtype)
+            return out
+
+        handle = text_model.embeddings.register_forward_hook(put_token)
+    try:
+        feats = clipseg.clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+    finally:
+        if handle is not None:
+            handle.remove()
+    return torch.sigmoid(feats)
+
+
+def image_embedding(heads, cls):
+    """(B, P): ``sigmoid(img_projection(cls))`` (the released double sigmoid)."""
+    return torch.sigmoid(heads.img_projection(cls))
+
+
+def condition(heads, image_emb, text_emb=None):
+    """The decoder's condition: ``((1 - a) * text + a * image) * var + mean`` when ``text_emb`` is given
+    (training), else ``image * var + mean`` (text-free)."""
+    if text_emb is None:
+        cond = image_emb
+    else:
+        a = heads.weight_alpha
+        cond = (1 - a) * text_emb + a * image_emb
+    return cond * heads.var + heads.mean
+
+
+@dataclass
+class CoTexNetOutput:
+    """``logits`` (B, 1, S, S); ``image_embedding`` (B, P); ``text_embedding`` (B, P) detached, or ``None``."""
+
+    logits: Any
+    image_embedding: Any
+    text_embedding: Any = None
+
+
+def cotexnet_forward(net, features: VisionFeatures, input_ids=None, attention_mask=None, roi_cls=None,
+                     use_cls_token: bool = False) -> CoTexNetOutput:
+    """One CoTexNet pass of ``net`` (:class:`CoTexNetNet`) from the frozen encoder's ``features``.
+
+    ``use_cls_token=False`` (training): the text embedding of the sentence, with the ROI's pseudo-token when
+    ``roi_cls`` (B, Dv) is given, is mixed with the image embedding.  ``use_cls_token=True`` (prediction):
+    the image embedding alone conditions the decoder; the text tower runs only when ``input_ids`` are given
+    (to report the distillation loss), never for the prediction itself.
+    """
+    heads = net.heads
+    img = image_embedding(heads, features.cls)
+    text = None
+    if input_ids is not None:
+        token = heads.mapping_module(roi_cls) if roi_cls is not None else None
+        text = text_embedding(net.clipseg, input_ids, attention_mask, token)
+    if not use_cls_token:
+        if text is None:
+            raise ValueError("Training CoTexNet needs the sentence tokens (input_ids).")
+        cond = condition(heads, img, text)
+    else:
+        cond = condition(heads, img)
+    logits = net.decode(features.activations, cond)
+    return CoTexNetOutput(logits=logits, image_embedding=img, text_embedding=None if text is None else text.detach())
+
+
+def kl_div(student, teacher, temperature: float = KL_TEMPERATURE):
+    """Released ``KLDiv``: ``kl_div(log_softmax(s / T, 1), softmax(t / T, 1), 'batchmean') * T**2``."""
+    import torch.nn.functional as F
+
+    return F.kl_div(F.log_softmax(student / temperature, dim=1), F.softmax(teacher / temperature, dim=1),
+                    reduction="batchmean") * temperature ** 2
+
+
+def cotexnet_loss(logits, mask, image_emb, text_emb, distill_weight: float = DISTILL_WEIGHT,
+                  temperature: float = KL_TEMPERATURE):
+    """The released training loss; returns ``(total, seg, kl)`` scalars.
+
+    ``seg`` = MONAI ``DiceCELoss()`` (defaults: Dice without activation, smooth 1e-5, plus BCE-with-logits
+    for one channel, both weight 1) on ``sigmoid(logits)`` (B, 1, S, S) against ``mask`` (B, 1, S, S);
+    ``kl`` = :func:`kl_div` (image embedding, text embedding detached); total = seg + ``distill_weight`` * kl.
+    """
+    from monai.losses import DiceCELoss
+
+    seg = DiceCELoss()(torch.sigmoid(logits), mask.to(logits.dtype))
+    kl = kl_div(image_emb, text_emb.detach(), temperature)
+    return seg + distill_weight * kl, seg, kl
+
+
+class CoTexNetNet(ClipSegNet):
+    """CLIPSeg with the CoTexNet heads: one ``nn.Module`` (state-dict keys ``clipseg.*`` as :class:`ClipSegNet`,
+    plus ``heads.*``), so training, DDP, ``.to()`` and checkpoints treat it as one network.
+
+    ``clipseg``: a ``transformers.CLIPSegForImageSegmentation``; ``heads``: :func:`build_heads` of its config.
+    """
+
+    def __init__(self, clipseg, heads=None):
+        super().__init__(clipseg)
+        self.heads = heads if heads is not None else build_heads(clipseg.config)
+
+    def freeze_as_released(self) -> CoTexNetNet:
+        """Freeze the whole CLIP (vision and text towers); decoder and heads trainable."""
+        self.clipseg.clip.requires_grad_(False)
+        self.clipseg.decoder.requires_grad_(True)
+        self.heads.requires_grad_(True)
+        return self
+
+    def trainable(self) -> list:
+        """Decoder + heads (the released ``[p for p in model.parameters() if p.requires_grad]``)."""
+        return list(self.clipseg.decoder.parameters()) + list(self.heads.parameters())
+
+    def trainable_groups(self) -> dict[str, list]:
+        groups = super().trainable_groups()
+        groups["cotexnet_heads"] = list(self.heads.parameters())
+        return groups
+
+    def features(self, pixel_values) -> VisionFeatures:
+        """The frozen encoder's activations and class token (no gradient)."""
+        return encode_image(self.clipseg, pixel_values)
+
+    def roi_cls(self, pixel_values, mask):
+        """(B, Dv): the class token of the released ROI input (:func:`roi_pixels`)."""
+        return roi_class_token(self.clipseg, roi_pixels(pixel_values, mask))
+
+    def text_conditional(self, input_ids, attention_mask, pseudo_token=None):
+        """CoTexNet's text embedding (B, P): ``sigmoid`` of the text features (with the pseudo-token if given)."""
+        return text_embedding(self.clipseg, input_ids, attention_mask, pseudo_token)
+
+    def cotexnet(self, features: VisionFeatures, input_ids=None, attention_mask=None, roi_cls=None,
+                 use_cls_token: bool = False) -> CoTexNetOutput:
+        """:func:`cotexnet_forward` with this network's parts."""
+        return cotexnet_forward(self, features, input_ids, attention_mask, roi_cls, use_cls_token)
+
+    def forward(self, input_ids=None, attention_mask=None, pixel_values=None, hidden=None, cls=None, roi_cls=None,
+                use_cls_token: bool = True):
+        """Logits (B, 1, S, S).  Text-free by default (``use_cls_token=True``); ``hidden`` + ``cls`` stand for
+        stored activations of ``pixel_values``."""
+        if hidden is None or cls is None:
+            features = self.features(pixel_values)
+        else:
+            features = VisionFeatures(list(hidden), cls)
+        return self.cotexnet(features, input_ids, attention_mask, roi_cls, use_cls_token).logits
+
+    def predict_logits(self, pixel_values=None, features: VisionFeatures | None = None):
+        """Text-free logits (B, 1, S, S): no call to the text tower."""
+        if features is None:
+            features = self.features(pixel_values)
+        return self.cotexnet(features, use_cls_token=True).logits
