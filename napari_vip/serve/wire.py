@@ -72,8 +72,6 @@ LOCAL_ONLY = {
     "PropagateRequest": "volume propagation sends a whole volume; it runs in the local worker until the wire "
                         "streams volumes slice by slice",
     "VolumeEmbedRequest": "as PropagateRequest",
-    "RegionSentencesRequest": "CoTexNet sentences of a data set read its files and may ask a multimodal model for "
-                              "minutes: batch work run where the data is (napari-vip sentences)",
     "EvaluateSegRequest": "segmentation evaluation is batch work over a data set's files: it shards over Dask "
                           "workers (napari-vip evaluate-seg --scheduler)",
     "RegionSentencesRequest": "CoTexNet sentences of a data set read its files and may ask a multimodal model for "
