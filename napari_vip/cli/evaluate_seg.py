@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from .common import emit, stderr_progress
@@ -102,21 +101,11 @@ def parse_model(text: str, vlsm_config: str | None = None):
                         "`napari-vip finetune`.")
 
 
-def _bar(done: int, total: int, text: str = "") -> None:
-    if total:
-        filled = int(30 * done / total)
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} {text[:40]:40s}")
-        if done == total:
-            sys.stderr.write("\n")
-    elif text:
-        sys.stderr.write(f"... {text}\n")
-    sys.stderr.flush()
-
-
 def run(args) -> int:
     from ..worker.engine import Engine, ProgressReporter
     from ..worker.segmentation_eval import EvaluateSegRequest
     from ..worker.segmentation_eval.outputs import format_table
+    from .evaluate import _bar
 
     models = tuple(parse_model(m, args.vlsm_config) for m in args.models)
     req = EvaluateSegRequest(args.data, models, tuple(args.prompts), None if args.split == "all" else args.split,

@@ -46,21 +46,35 @@ def embed_shard(spec, device, samples, conditions, recipe, weights, known, batch
     return keys, errors, embedded, new_keys, (np.concatenate(feats) if feats else None)
 
 
-def embed_on_cluster(req, samples, conditions, weights, store, progress):
-    """:func:`~napari_vip.worker.evaluate.embed_samples`'s results, computed on the cluster at ``req.scheduler``."""
-    from distributed import Client, as_completed
+def connect(scheduler: str):
+    """A ``distributed.Client`` of the scheduler at ``scheduler``; VipInputError saying how to start one when it
+    cannot be reached."""
+    from distributed import Client
 
     from ..core.errors import VipInputError
 
     try:
-        client = Client(req.scheduler, timeout=30)
+        return Client(scheduler, timeout=30)
     except OSError as exc:
-        raise VipInputError(f"Could not reach the Dask scheduler {req.scheduler!r} ({exc}); start one with "
+        raise VipInputError(f"Could not reach the Dask scheduler {scheduler!r} ({exc}); start one with "
                             "`dask scheduler` and workers with `dask worker ADDRESS` (docs/evaluation.md).") from None
+
+
+def shard_bounds(client, n: int, shards: int = 0) -> tuple[int, np.ndarray]:
+    """``(workers, bounds)``: ``shards`` (0: four per worker, at most ``n``) contiguous shards of ``range(n)``,
+    shard ``k`` being ``bounds[k]:bounds[k + 1]``."""
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    n_shards = max(1, min(n, shards or 4 * n_workers))
+    return n_workers, np.linspace(0, n, n_shards + 1).astype(int)
+
+
+def embed_on_cluster(req, samples, conditions, weights, store, progress):
+    """:func:`~napari_vip.worker.evaluate.embed_samples`'s results, computed on the cluster at ``req.scheduler``."""
+    from distributed import as_completed
+
+    client = connect(req.scheduler)
     try:
-        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-        n_shards = max(1, min(len(samples), req.shards or 4 * n_workers))
-        bounds = np.linspace(0, len(samples), n_shards + 1).astype(int)
+        n_workers, bounds = shard_bounds(client, len(samples), req.shards)
         known = store.keys()
         futures = {client.submit(embed_shard, req.model, req.device, samples[a:b], conditions, req.recipe, weights,
                                  known, req.batch_size, req.threads, pure=False): a

@@ -45,21 +45,15 @@ def seg_shard(spec, device, samples, todo, seed, resolution):
 def evaluate_on_cluster(req, entry, samples, todo, store, device, progress):
     """Run ``samples`` x their pending prompt types of ``entry`` on the cluster at ``req.scheduler``; records go
     to ``store`` as shards finish.  Returns the model's provenance (``None`` when nothing was pending)."""
-    from distributed import Client, as_completed
+    from distributed import as_completed
 
-    from ...core.errors import VipInputError
+    from ..dask_runner import connect, shard_bounds
 
     if not samples:
         return None
+    client = connect(req.scheduler)
     try:
-        client = Client(req.scheduler, timeout=30)
-    except OSError as exc:
-        raise VipInputError(f"Could not reach the Dask scheduler {req.scheduler!r} ({exc}); start one with "
-                            "`dask scheduler` and workers with `dask worker ADDRESS` (docs/evaluation.md).") from None
-    try:
-        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-        n_shards = max(1, min(len(samples), req.shards or 4 * n_workers))
-        bounds = np.linspace(0, len(samples), n_shards + 1).astype(int)
+        n_workers, bounds = shard_bounds(client, len(samples), req.shards)
         futures = [client.submit(seg_shard, entry.spec, device, samples[a:b],
                                  {s.sample_id: todo[s.sample_id] for s in samples[a:b]}, req.seed, req.resolution,
                                  pure=False)
