@@ -129,6 +129,9 @@ def test_definitions_from_the_symptom_library_and_errors():
     ladder = prompt_ladder(img, m, "nodule", library=lib)
     assert ladder["p7"] == ["nodule which is a small rounded opacity", "nodule which is a spot in the lung"]
     assert ladder["p6"].endswith("located in center of the image")
+    # the user's library wins over the released definitions; the released ones fill in for classes it lacks
+    assert prompt_ladder(img, m, "polyp", library={"polyp": ["a growth"]})["p7"] == ["polyp which is a growth"]
+    assert prompt_ladder(img, m, "polyp", library=lib)["p7"][0] == "polyp which is a projecting growth of tissue"
     with pytest.raises(VipInputError, match="No definition of 'zzz'"):
         prompt_ladder(img, m, "zzz", library={})
     with pytest.raises(VipInputError, match="shape"):

@@ -38,9 +38,9 @@ How each attribute is measured from the mask (built on :func:`~napari_vip.core.r
   ``top left``, ``top``, ``top right``, ``left``, ``center``, ``right``, ``bottom left``, ``bottom``,
   ``bottom right`` (the released files' nine names); objects in raster order of their first pixel.
 
-Definitions (p7 ... p9) come from the caller (the user's file), else the released files' definitions for
-their classes (:data:`MEDVLSM_DEFINITIONS`, verbatim, spelling included), else the symptom library
-(:mod:`napari_vip.core.symptoms`).
+Definitions (p7 ... p9) come from the caller (given, or the user's symptom-library file), else the released files'
+definitions for their classes (:data:`MEDVLSM_DEFINITIONS`, verbatim, spelling included), else the symptom
+library (:mod:`napari_vip.core.symptoms`).
 
 Images are ``(H, W, 3)`` uint8 RGB (or ``(H, W)`` gray), masks ``(H, W)`` bool, rows first.
 """
@@ -171,20 +171,24 @@ def _objects(mask: np.ndarray):
 
 
 def ladder_definitions(class_name: str, definition=None, library=None) -> list[str]:
-    """The definitions for p7 ... p9: ``definition`` (a string or a list) when given, else the released
-    files' (:data:`MEDVLSM_DEFINITIONS`), else the symptom library's descriptors of the class (``library``: a
-    ``dict`` or a file; ``None`` = the bundled library merged with the user's).  ``[]`` when none is found."""
+    """The definitions for p7 ... p9: ``definition`` (a string or a list) when given; else the class's entry in
+    ``library`` (a ``dict`` or a symptom-library file) when one is given; else the released files' definitions
+    (:data:`MEDVLSM_DEFINITIONS`); else the symptom library (the bundled one merged with the user's).  ``[]``
+    when none is found."""
+    from .symptoms import descriptors_for, load_library
+
     if definition is not None:
         items = [definition] if isinstance(definition, str) else list(definition)
         items = [" ".join(str(d).split()) for d in items]
         return [d for d in items if d]
+    if library is not None:
+        found = descriptors_for(library if isinstance(library, dict) else load_library(library), class_name)
+        if found:
+            return list(found)
     key = " ".join(class_name.lower().split())
     if key in MEDVLSM_DEFINITIONS:
         return list(MEDVLSM_DEFINITIONS[key])
-    from .symptoms import descriptors_for, load_library
-
-    lib = library if isinstance(library, dict) else load_library(library)
-    return list(descriptors_for(lib, class_name))
+    return list(descriptors_for(load_library(), class_name)) if library is None else []
 
 
 def ladder_attributes(image_rgb, mask_bool, class_name: str, definition=None, library=None) -> LadderAttributes:
