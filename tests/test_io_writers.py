@@ -71,10 +71,14 @@ def test_nifti_keeps_source_affine_from_nifti_image(tmp_path):
     # labels drawn on the image carry its metadata (as napari-vip's tools copy it)
     (out,) = write_labels_nifti(str(tmp_path / "mask.nii.gz"), mask, {"metadata": kwargs["metadata"]})
     saved = nib.load(out)
-    np.testing.assert_allclose(saved.affine, kwargs["metadata"]["vip_affine"])
-    np.testing.assert_array_equal(np.asanyarray(saved.dataobj), mask)
+    # on the source file's own grid: its shape and affine, the voxel at the same place in the body
+    np.testing.assert_allclose(saved.affine, src_affine)
+    stored = np.asanyarray(saved.dataobj)
+    assert stored.shape == (4, 5, 6) and int(stored.sum()) == 7
+    (where,) = np.argwhere(stored)
+    np.testing.assert_allclose(src_affine @ [*where, 1], kwargs["metadata"]["vip_affine"] @ [1, 2, 3, 1])
     ((again, _, _),) = read_nifti(out)
-    np.testing.assert_array_equal(again, mask)  # already canonical: comes back unchanged
+    np.testing.assert_array_equal(again, mask)  # presented as the image was
 
 
 def test_nifti_affine_from_dicom_series(tmp_path):

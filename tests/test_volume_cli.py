@@ -20,12 +20,14 @@ def test_nifti_volume_with_sam2_keeps_affine(tiny_sam2_checkpoint, tmp_path, cap
     vol = phantom(z=4, size=48)
     affine = np.array([[0.8, 0, 0, -20], [0, 0.8, 0, -30], [0, 0, 2.5, 40], [0, 0, 0, 1]], float)
     nib.save(nib.Nifti1Image(np.moveaxis(vol, 0, -1), affine), tmp_path / "ct.nii.gz")
-    rc = main(["segment", str(tmp_path / "ct.nii.gz"), "--slice", "1", "--axis", "2", "--box", "14", "6", "40", "34",
+    # presented slices first, anterior up, the patient's right on the left: the (rows a, cols b) box
+    # (14, 6, 40, 34) of slice 1 is (47 - 34, 47 - 40, 47 - 6, 47 - 14) in the presented slice
+    rc = main(["segment", str(tmp_path / "ct.nii.gz"), "--slice", "1", "--box", "13", "7", "41", "33",
                "--propagate",
                "--sam-arch", arch, "--sam-checkpoint", path, "--out", str(tmp_path / "mask.nii.gz"), "--json"])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["provenance"]["method"] == "sam2-video" and out["untrained"] is False
-    assert out["slices"][0] == 1 and out["prompts"][0]["box_xyxy"] == [14.0, 6.0, 40.0, 34.0]
+    assert out["slices"][0] == 1 and out["prompts"][0]["box_xyxy"] == [13.0, 7.0, 41.0, 33.0]
     img = nib.load(out["out"]["labels"])
     src = nib.load(tmp_path / "ct.nii.gz")
     assert img.shape == src.shape

@@ -20,9 +20,11 @@ def open_viewer(path: str | None = None, screenshot: str | None = None, show: bo
     """
     import napari
 
+    from ..io.readers import project_plugin
+
     viewer = napari.Viewer(show=show)
-    if path:
-        viewer.open(path, plugin=None)
+    if path:  # napari-vip's reader for the formats it reads (napari's builtin one claims them too)
+        viewer.open(path, plugin=project_plugin(path))
     else:
         viewer.open_sample("napari-vip", "retina")
     docks = [viewer.window.add_plugin_dock_widget("napari-vip", _widget_name(cmd), tabify=True)[0] for cmd in DOCKS]
