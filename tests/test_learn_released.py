@@ -126,3 +126,129 @@ def test_old_prompt_files_keep_their_unit_merge():
 
     assert learner_options({"n_ctx": 4})["merge_on"] == "unit"  # saved before the released merge
     assert learner_options(TrainConfig().to_dict())["merge_on"] == "raw"
+
+
+# -- the released recipe ----------------------------------------------------------------------------------------
+class _DasslConstantWarmup(torch.optim.lr_scheduler.LRScheduler):
+    """Dassl's ``ConstantWarmupScheduler`` (dassl/optim/lr_scheduler.py), written out."""
+
+    def __init__(self, optimizer, successor, warmup_epoch, cons_lr):
+        self.successor, self.warmup_epoch, self.cons_lr = successor, warmup_epoch, cons_lr
+        super().__init__(optimizer, -1)
+
+    def get_lr(self):
+        if self.last_epoch >= self.warmup_epoch:
+            return self.successor.get_last_lr()
+        return [self.cons_lr for _ in self.base_lrs]
+
+    def step(self, epoch=None):
+        if self.last_epoch >= self.warmup_epoch:
+            self.successor.step(epoch)
+            self._last_lr = self.successor.get_last_lr()
+        else:
+            super().step(epoch)
+
+
+def _dassl_lrs(lr, max_epoch, warmup_epoch, cons_lr):
+    """Per-epoch learning rates of Dassl's ``build_lr_scheduler`` (cosine, constant warm-up, WARMUP_RECOUNT True),
+    stepped once at the end of each epoch as ``TrainerX.forward_backward`` -> ``update_lr`` does."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr, momentum=0.9, weight_decay=5e-4)
+    sched = _DasslConstantWarmup(opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, float(max_epoch)),
+                                 warmup_epoch, cons_lr)
+    out = []
+    for _ in range(max_epoch):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_released_preset_learning_rates_equal_dassl_per_epoch():
+    from napari_vip.models.training import TrainConfig
+
+    cfg = TrainConfig.from_preset("released")
+    expected = _dassl_lrs(0.002, 50, 1, 1e-5)
+    np.testing.assert_allclose([cfg.lr_at(e) for e in range(50)], expected, rtol=1e-12, atol=0)
+    # written out: the warm-up epoch, the full rate in epoch 1, then cos(pi (e - 1) / E)
+    assert expected[0] == 1e-5 and expected[1] == pytest.approx(0.002, rel=1e-12)
+    assert expected[49] == pytest.approx(0.5 * 0.002 * (1 + math.cos(math.pi * 48 / 50)), rel=1e-12)
+    # the project's recipe follows the same scheduler (10 epochs)
+    project = TrainConfig()
+    np.testing.assert_allclose([project.lr_at(e) for e in range(10)], _dassl_lrs(0.002, 10, 1, 1e-5), rtol=1e-12)
+
+
+def test_released_preset_values_and_overrides():
+    from napari_vip.models.training import TrainConfig, _epoch_order
+
+    cfg = TrainConfig.from_preset("released")
+    # configs/trainers/ViP/vit_b16_ep50.yaml, train.py's TRAINER.VIP defaults, Dassl's loader
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.momentum, cfg.weight_decay) == (50, 32, 0.002, 0.9, 5e-4)
+    assert (cfg.warmup_epochs, cfg.warmup_lr, cfg.n_ctx, cfg.class_specific) == (1, 1e-5, 4, False)
+    assert (cfg.augment, cfg.caches, cfg.min_steps, cfg.drop_last) == ("released", False, 0, True)
+    assert (cfg.text_form, cfg.merge_on, cfg.best_by, cfg.half_precision) == ("released", "raw", "accuracy", True)
+    assert cfg.preset == "released" and cfg.overrides() == {}
+    assert TrainConfig.from_preset("released", epochs=5, method="coop").overrides() == {"epochs": 5}
+    assert TrainConfig.preset_values("released") == {**cfg.to_dict(), "method": "vip"}
+    # one pass per epoch, the incomplete last batch dropped (Dassl: drop_last when the set holds a batch)
+    assert cfg.steps_per_epoch(70) == 2 and cfg.steps_per_epoch(20) == 1 and cfg.steps_per_epoch(10_000) == 312
+    batches = _epoch_order(np.random.default_rng(0), 70, 2, 32, drop_last=True)
+    assert [len(b) for b in batches] == [32, 32] and len(set(np.concatenate(batches).tolist())) == 64
+    project = TrainConfig()
+    assert (project.epochs, project.min_steps, project.caches, project.augment) == (10, 200, True, "none")
+    assert TrainConfig(augment=True).augment == "crop-flip"
+    with pytest.raises(VipInputError, match="Unknown training preset"):
+        TrainConfig.from_preset("paper")
+
+
+def test_released_augmentation_is_dassls_random_resized_crop_and_flip(tiny_clip):
+    from torchvision import transforms as T
+
+    from napari_vip.models.training import released_transform
+
+    tf = released_transform(tiny_clip.preprocess)
+    crop, flip, _, norm = tf.transforms
+    assert isinstance(crop, T.RandomResizedCrop) and isinstance(flip, T.RandomHorizontalFlip)
+    assert tuple(crop.size) == (64, 64) and crop.scale == (0.08, 1.0)
+    assert crop.ratio == pytest.approx((3 / 4, 4 / 3)) and crop.interpolation == T.InterpolationMode.BICUBIC
+    assert flip.p == 0.5
+    ours = [t for t in tiny_clip.preprocess.transforms if isinstance(t, T.Normalize)][0]
+    assert tuple(norm.mean) == tuple(ours.mean) and tuple(norm.std) == tuple(ours.std)
+    from PIL import Image
+
+    out = tf(Image.fromarray(np.zeros((30, 50, 3), np.uint8)))
+    assert out.shape == (3, 64, 64) and out.dtype == torch.float32
+
+
+def test_learn_cli_released_preset_records_the_recipe(tmp_path, tiny_clip_checkpoint, capsys):
+    import json
+
+    from PIL import Image
+
+    from napari_vip.cli.main import main
+    from napari_vip.models.learned_prompts import LearnedPrompts
+
+    rng = np.random.default_rng(0)
+    for name, low in (("normal lung", 0), ("pneumonia", 180)):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(rng.integers(low, low + 76, (24, 32)).astype(np.uint8)).save(
+                tmp_path / "data" / name / f"{i}.png")
+    lib = tmp_path / "descriptors.json"
+    lib.write_text(json.dumps(DESCRIPTORS))  # the released descriptor files' plain form
+    arch, ckpt = tiny_clip_checkpoint
+    out = tmp_path / "p.pt"
+    rc = main(["learn", str(tmp_path / "data"), "--model", arch, "--checkpoint", ckpt, "--device", "cpu",
+               "--descriptors", str(lib), "--preset", "released", "--epochs", "3", "--out", str(out), "--json"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["config"]["preset"] == "released" and res["config"]["augment"] == "released"
+    assert res["provenance"]["preset"] == "released" and res["provenance"]["preset_overrides"] == {"epochs": 3}
+    from napari_vip.models.training import TrainConfig
+
+    cfg = TrainConfig.from_preset("released", epochs=3)
+    assert [r["lr"] for r in res["histories"]["vip"]] == [cfg.lr_at(e) for e in range(3)]
+    assert cfg.lr_at(2) == pytest.approx(0.5 * 0.002 * (1 + math.cos(math.pi / 3)))  # 0.0015
+    assert any("float16 on a GPU" in n and "fp32 on cpu" in n for n in res["notes"])
+    saved = LearnedPrompts.load(out)
+    assert saved.config["preset"] == "released" and saved.config["merge_on"] == "raw"
+    assert saved.config["text_form"] == "released"

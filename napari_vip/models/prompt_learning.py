@@ -391,7 +391,9 @@ class PromptLearner(nn.Module):
                 groups += [k] * len(descriptors[c])
             self.descriptors = {c: list(descriptors[c]) for c in self.classes}
         else:
-            texts, groups = list(self.classes), list(range(len(self.classes)))
+            # the released CoOp reads underscores in class names as spaces (trainers/coop.py)
+            texts = [c.replace("_", " ") for c in self.classes] if text_form == "released" else list(self.classes)
+            groups = list(range(len(self.classes)))
             self.descriptors = {c: [c] for c in self.classes}
         self.context = ContextPrompt(tower, texts, groups, len(self.classes), n_ctx, class_specific, init_std,
                                      text_form)

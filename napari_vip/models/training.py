@@ -3,7 +3,8 @@
 The pieces, each usable alone:
 
 - :class:`TrainConfig` — hyper-parameters (defaults of the ViP/CoOp papers: SGD lr 0.002, momentum 0.9,
-  weight decay 5e-4, cosine schedule after one warm-up epoch at lr 1e-5, batch 32);
+  weight decay 5e-4, Dassl's cosine schedule after one warm-up epoch at lr 1e-5, batch 32), started from a
+  named recipe (:data:`PRESETS`: the project's for small sets, or the released ViP configs');
 - :func:`encode_images` — frozen CLIP image features of labelled images;
 - :func:`train_prompts` — the training loop (features cached once when there is no augmentation);
 - :func:`run_learning` — split, zero-shot baselines, train ViP and/or CoOp, evaluate all on the same split
@@ -27,10 +28,33 @@ from ..core.errors import VipInputError
 from ..core.metrics import classification_metrics
 from .learned_prompts import LearnedPrompts
 
+#: Image augmentation of the training batches: none (features cached), the project's light crop (80-100% of each
+#: side) and flip, or the released configs' ``random_resized_crop`` (scale 0.08-1, aspect 3/4-4/3, bicubic, to the
+#: model's input size) and ``random_flip``.
+AUGMENTATIONS = ("none", "crop-flip", "released")
+#: Which epoch's prompts are kept: the best validation accuracy with ties to the lower validation loss, or (Dassl's
+#: ``best_val``) the first epoch of the best validation accuracy.
+BEST_BY = ("accuracy+loss", "accuracy")
+
+#: Named recipes: :class:`TrainConfig` field values.  ``project`` is the dataclass defaults (small data sets: at least
+#: 200 steps, cached features, 10 epochs); ``released`` is xiaofang007/ViP's ``configs/trainers/ViP/vit_b16_ep50.yaml``
+#: with its ``train.py`` defaults (N_CTX 4, CSC False, PREC fp16, TEST.FINAL_MODEL best_val) and Dassl's data loader.
+PRESETS = {
+    "project": {},
+    "released": {"epochs": 50, "batch_size": 32, "lr": 0.002, "momentum": 0.9, "weight_decay": 5e-4,
+                 "warmup_epochs": 1, "warmup_lr": 1e-5, "n_ctx": 4, "class_specific": False, "init_std": 0.02,
+                 "augment": "released", "cache_features": False, "min_steps": 0, "drop_last": True,
+                 "text_form": "released", "merge_on": "raw", "best_by": "accuracy", "half_precision": True},
+}
+
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters of prompt learning (all configurable; defaults follow CoOp/ViP)."""
+    """Hyper-parameters of prompt learning (all configurable; defaults follow CoOp/ViP).
+
+    Build one from a recipe with :meth:`from_preset`; ``preset`` names the recipe it started from and
+    :meth:`overrides` what was changed from it (both recorded in the results and the prompts file).
+    """
 
     method: str = "vip"
     n_ctx: int = 4
@@ -44,7 +68,8 @@ class TrainConfig:
     warmup_lr: float = 1e-5
     val_fraction: float = 0.2
     seed: int = 0
-    augment: bool = False
+    #: :data:`AUGMENTATIONS` (``True``/``False`` read as ``crop-flip``/``none``).
+    augment: str = "none"
     cache_features: bool = True
     init_std: float = 0.02
     #: How descriptors become prompt text (:data:`~napari_vip.models.prompt_learning.TEXT_FORMS`).
@@ -55,28 +80,77 @@ class TrainConfig:
     #: Fewest optimiser steps of a run: a small training set is cycled within each epoch until
     #: ``epochs * steps_per_epoch`` reaches this (see :meth:`steps_per_epoch`).
     min_steps: int = 200
+    #: Drop the last, incomplete batch of an epoch when the set holds at least one batch (Dassl's training loader).
+    drop_last: bool = False
+    #: :data:`BEST_BY`.
+    best_by: str = "accuracy+loss"
+    #: Run the frozen CLIP in float16 where the device runs it (CUDA), as the released code's default ``PREC fp16``;
+    #: applied when the model's precision is ``auto`` (elsewhere float32).  The learned tensors stay float32.
+    half_precision: bool = False
+    #: The recipe of :data:`PRESETS` this configuration started from.
+    preset: str = "project"
 
     def __post_init__(self):
-        from .prompt_learning import METHODS
+        from .prompt_learning import MERGE_ON, METHODS, TEXT_FORMS
 
         if self.method not in METHODS:
             raise VipInputError(f"Unknown method {self.method!r}; choose one of {', '.join(METHODS)}.")
+        if isinstance(self.augment, bool):
+            self.augment = "crop-flip" if self.augment else "none"
+        for name, value, allowed in (("preset", self.preset, tuple(PRESETS)), ("augment", self.augment, AUGMENTATIONS),
+                                     ("best_by", self.best_by, BEST_BY), ("text_form", self.text_form, TEXT_FORMS),
+                                     ("merge_on", self.merge_on, MERGE_ON)):
+            if value not in allowed:
+                raise VipInputError(f"Unknown {name} {value!r}; choose one of {', '.join(allowed)}.")
         if self.epochs < 1 or self.batch_size < 1 or self.n_ctx < 1 or self.min_steps < 0:
             raise VipInputError("Epochs, batch size and number of context vectors must be at least 1 "
                                 "(and the minimum number of steps not negative).")
         if not self.lr > 0:
             raise VipInputError(f"Learning rate {self.lr} must be positive.")
 
+    @staticmethod
+    def preset_values(preset: str) -> dict:
+        """Every field's value in the recipe ``preset`` (no torch import: the docks call it)."""
+        from dataclasses import fields as dataclass_fields
+
+        if preset not in PRESETS:
+            raise VipInputError(f"Unknown training preset {preset!r}; choose one of {', '.join(PRESETS)}.")
+        return {**{f.name: f.default for f in dataclass_fields(TrainConfig)}, **PRESETS[preset], "preset": preset}
+
+    @classmethod
+    def from_preset(cls, preset: str = "project", **fields) -> TrainConfig:
+        """The recipe ``preset`` of :data:`PRESETS` with ``fields`` changed."""
+        if preset not in PRESETS:
+            raise VipInputError(f"Unknown training preset {preset!r}; choose one of {', '.join(PRESETS)}.")
+        return cls(**{**PRESETS[preset], **fields, "preset": preset})
+
+    def overrides(self) -> dict:
+        """The fields that differ from the recipe :attr:`preset` (``method``, ``seed`` and ``val_fraction``
+        belong to the run, not the recipe)."""
+        base = TrainConfig.from_preset(self.preset, method=self.method).to_dict()
+        mine = self.to_dict()
+        return {k: v for k, v in mine.items() if v != base[k] and k not in ("seed", "val_fraction")}
+
     @property
     def caches(self) -> bool:
         """Image features are computed once (no augmentation and caching on)."""
-        return self.cache_features and not self.augment
+        return self.cache_features and self.augment == "none"
 
     def lr_at(self, epoch: int) -> float:
-        """Learning rate of ``epoch`` (from 0): ``warmup_lr`` for the warm-up epochs, then cosine from ``lr``."""
+        """Learning rate of ``epoch`` (from 0), per epoch as Dassl's ``ConstantWarmupScheduler`` around
+        ``CosineAnnealingLR(T_max=epochs)`` gives it: ``warmup_lr`` for the ``W = warmup_epochs`` warm-up epochs,
+        then ``0.5 * lr * (1 + cos(pi * (epoch - W) / epochs))``: the full rate in the first epoch after the warm-up
+        (the cosine restarts there; Dassl's ``WARMUP_RECOUNT``)."""
         if epoch < self.warmup_epochs:
             return self.warmup_lr
-        return 0.5 * self.lr * (1 + math.cos(math.pi * epoch / max(self.epochs, 1)))
+        return 0.5 * self.lr * (1 + math.cos(math.pi * (epoch - self.warmup_epochs) / max(self.epochs, 1)))
+
+    def batches_per_pass(self, n_train: int) -> int:
+        """Batches in one pass over ``n_train`` images (the last, incomplete one dropped with ``drop_last`` when
+        there is at least one full batch, as Dassl's loader)."""
+        if self.drop_last and n_train >= self.batch_size:
+            return n_train // self.batch_size
+        return math.ceil(n_train / self.batch_size)
 
     def steps_per_epoch(self, n_train: int) -> int:
         """Optimiser steps in one epoch over ``n_train`` images: one per batch, more for a small set.
@@ -87,7 +161,7 @@ class TrainConfig:
         swing the class scores back and forth for many more steps than that before they settle.  So an epoch
         is at least ``ceil(min_steps / epochs)`` steps, drawing batches from fresh shuffles of the set.
         """
-        return max(math.ceil(n_train / self.batch_size), math.ceil(self.min_steps / self.epochs))
+        return max(self.batches_per_pass(n_train), math.ceil(self.min_steps / self.epochs))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -106,11 +180,58 @@ def _augment(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def encode_images(clip, data, indices, batch_size: int = 32, progress=None, augment_rng=None, label: str = "images"):
+def released_transform(preprocess):
+    """The released configs' training transform for a model whose test transform is ``preprocess``.
+
+    Dassl's ``random_resized_crop`` + ``random_flip`` + ``normalize``: torchvision's ``RandomResizedCrop`` to the
+    model's input size (scale 0.08-1, aspect 3/4-4/3, bicubic), ``RandomHorizontalFlip`` (p 0.5), ``ToTensor`` and
+    the model's own ``Normalize``.  Randomness from torch's global generator (seeded by :func:`build_learner`).
+
+    Returns
+    -------
+    callable
+        PIL image -> ``(3, S, S)`` float32 tensor.
+    """
+    from torchvision import transforms as T
+
+    size, norm = None, None
+    for t in getattr(preprocess, "transforms", []):
+        if isinstance(t, T.CenterCrop):
+            size = t.size
+        elif isinstance(t, T.Resize) and size is None:
+            size = t.size
+        elif isinstance(t, T.Normalize):
+            norm = t
+    if size is None or norm is None:
+        raise VipInputError("The released augmentation needs the model's input size and normalisation, and this "
+                            "model's preprocessing does not show them; use --augment crop-flip or none.")
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if len(size) == 1:
+        size = (size[0], size[0])
+    return T.Compose([T.RandomResizedCrop(size, scale=(0.08, 1.0), interpolation=T.InterpolationMode.BICUBIC),
+                      T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(norm.mean, norm.std)])
+
+
+def train_transform(clip, config: TrainConfig):
+    """What turns a training image (``(h, w, 3)`` uint8) into the model's input, by ``config.augment``:
+    ``None`` for no augmentation (``clip.preprocess``), else a callable ``rgb -> (3, S, S)`` tensor."""
+    from PIL import Image
+
+    if config.augment == "none":
+        return None
+    if config.augment == "released":
+        tf = released_transform(clip.preprocess)
+        return lambda rgb: tf(Image.fromarray(rgb))
+    rng = np.random.default_rng(config.seed + 1)
+    return lambda rgb: clip.preprocess(Image.fromarray(_augment(rgb, rng)))
+
+
+def encode_images(clip, data, indices, batch_size: int = 32, progress=None, transform=None, label: str = "images"):
     """L2-normalised CLIP image features of ``data`` images ``indices``: ``(N, D)`` float32 tensor.
 
     Runs under ``torch.no_grad`` (not inference mode, so the features can enter the prompt graph).
-    ``augment_rng`` (a numpy Generator) applies random crops/flips.  ``progress(done, total, text)`` per batch.
+    ``transform`` (:func:`train_transform`) replaces the model's preprocessing (augmentation).
+    ``progress(done, total, text)`` per batch.
     """
     import torch
     from PIL import Image
@@ -122,9 +243,7 @@ def encode_images(clip, data, indices, batch_size: int = 32, progress=None, augm
         batch = []
         for i in indices[b:b + batch_size]:
             rgb = data.read(int(i))
-            if augment_rng is not None:
-                rgb = _augment(rgb, augment_rng)
-            batch.append(clip.preprocess(Image.fromarray(rgb)))
+            batch.append(transform(rgb) if transform is not None else clip.preprocess(Image.fromarray(rgb)))
         with torch.no_grad():
             f = clip.model.encode_image(torch.stack(batch).to(clip.device))
             out.append(torch.nn.functional.normalize(f.float(), dim=-1))
@@ -203,7 +322,8 @@ def train_prompts(clip, data, descriptors, config: TrainConfig, train_idx, val_i
     on_epoch : callable, optional
         ``on_epoch(EpochRecord)`` after each epoch.
 
-    The best epoch has the highest validation accuracy (ties: lower validation loss); without a
+    The best epoch has the highest validation accuracy (ties: lower validation loss; with ``best_by="accuracy"``
+    the first such epoch, as Dassl's ``best_val``); without a
     validation split, the lowest training loss.
     """
     import torch
@@ -225,7 +345,7 @@ def train_prompts(clip, data, descriptors, config: TrainConfig, train_idx, val_i
     params = [p for p in learner.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     gen = np.random.default_rng(config.seed)
-    aug_rng = np.random.default_rng(config.seed + 1) if config.augment else None
+    transform = train_transform(clip, config)
     history: list[EpochRecord] = []
     best_key, best_state, best_epoch = None, None, 0
     n_batches = config.steps_per_epoch(len(train_idx))
@@ -234,7 +354,8 @@ def train_prompts(clip, data, descriptors, config: TrainConfig, train_idx, val_i
         lr = config.lr_at(epoch)
         for g in opt.param_groups:
             g["lr"] = lr
-        order = _epoch_order(gen, len(train_idx), n_batches, config.batch_size)
+        order = _epoch_order(gen, len(train_idx), n_batches, config.batch_size,
+                             config.drop_last and len(train_idx) >= config.batch_size)
         learner.train()
         loss_sum, correct, seen = 0.0, 0, 0
         for b in range(n_batches):
@@ -242,7 +363,7 @@ def train_prompts(clip, data, descriptors, config: TrainConfig, train_idx, val_i
             if config.caches:
                 feats = train_features[torch.as_tensor(sel, device=train_features.device)]
             else:
-                feats = encode_images(clip, data, train_idx[sel], config.batch_size, augment_rng=aug_rng)
+                feats = encode_images(clip, data, train_idx[sel], config.batch_size, transform=transform)
             target = y_train[torch.as_tensor(sel, device=dev)]
             logits = learner(feats)
             loss = torch.nn.functional.cross_entropy(logits, target)
@@ -261,7 +382,7 @@ def train_prompts(clip, data, descriptors, config: TrainConfig, train_idx, val_i
                 vl = learner(val_features)
                 rec.val_loss = float(torch.nn.functional.cross_entropy(vl, y_val))
                 rec.val_accuracy = float((vl.argmax(1) == y_val).float().mean())
-            key = (rec.val_accuracy, -rec.val_loss)
+            key = (rec.val_accuracy,) if config.best_by == "accuracy" else (rec.val_accuracy, -rec.val_loss)
         else:
             key = (-rec.train_loss,)
         if best_key is None or key > best_key:
@@ -278,16 +399,18 @@ def train_prompts(clip, data, descriptors, config: TrainConfig, train_idx, val_i
     return TrainOutcome(learner, history, best_epoch, time.perf_counter() - t_start)
 
 
-def _epoch_order(gen, n: int, steps: int, batch_size: int) -> list[np.ndarray]:
+def _epoch_order(gen, n: int, steps: int, batch_size: int, drop_last: bool = False) -> list[np.ndarray]:
     """``steps`` batches of indices into ``range(n)``: consecutive shuffles of the set, cut into batches.
 
     One shuffle when it gives ``steps`` batches; a small set is shuffled again (each shuffle on its own, so
-    every image is seen once per pass) until there are enough.
+    every image is seen once per pass) until there are enough.  ``drop_last`` leaves out each shuffle's last,
+    incomplete batch (``n >= batch_size`` assumed).
     """
     batches: list[np.ndarray] = []
+    stop = n - batch_size + 1 if drop_last else n
     while len(batches) < steps:
         order = gen.permutation(n)
-        batches += [order[b:b + batch_size] for b in range(0, n, batch_size)]
+        batches += [order[b:b + batch_size] for b in range(0, stop, batch_size)]
     return batches[:steps]
 
 

@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.errors import VipInputError
+from ..models.training import PRESETS, TrainConfig
 from ..worker.learn import LearnRequest
 from .dock import VipDock
 from .form_rows import browse_row
@@ -106,6 +107,12 @@ class LearnWidget(VipDock):
         self.out.setPlaceholderText("learned prompts file (.pt)")
         self.method = QComboBox()
         self.method.addItems(["vip", "coop"])
+        self.preset = QComboBox()
+        self.preset.addItems(list(PRESETS))
+        self.preset.setToolTip("project: for small data sets (at least 200 steps, cached features); released: the "
+                               "released ViP configs (50 epochs, random resized crops and flips every epoch, one "
+                               "pass per epoch, float16 on a GPU). Choosing one fills epochs, rate and batch.")
+        self.preset.currentTextChanged.connect(self._apply_preset)
         self.compare = QCheckBox("also train the other method (comparison)")
         self.epochs = QSpinBox()
         self.epochs.setRange(1, 1000)
@@ -138,6 +145,7 @@ class LearnWidget(VipDock):
         train_box = QGroupBox("Training")
         tf = QFormLayout(train_box)
         tf.addRow("method", self.method)
+        tf.addRow("recipe", self.preset)
         tf.addRow("epochs", self.epochs)
         tf.addRow("learning rate", self.lr)
         tf.addRow("batch size", self.batch)
@@ -157,6 +165,14 @@ class LearnWidget(VipDock):
         lay.addWidget(self.table)
 
     # -- inputs ------------------------------------------------------------------------------------------------
+    def _apply_preset(self, name: str) -> None:
+        """Fill epochs, learning rate, batch size and class-specific context with the recipe's values."""
+        cfg = TrainConfig.preset_values(name)
+        self.epochs.setValue(cfg["epochs"])
+        self.lr.setValue(cfg["lr"])
+        self.batch.setValue(cfg["batch_size"])
+        self.class_specific.setChecked(cfg["class_specific"])
+
     def _browse_data(self) -> None:
         name = QFileDialog.getExistingDirectory(self, "Folder with one sub-folder per class")
         if not name:
@@ -182,7 +198,7 @@ class LearnWidget(VipDock):
                   "class_specific": self.class_specific.isChecked()}
         return LearnRequest(data, self.model.spec(), self.out.text().strip() or None, self.method.currentText(),
                             self.compare.isChecked(), descriptors_path=self.descriptors.text().strip(),
-                            config=config, device=self.model.device_name())
+                            config=config, preset=self.preset.currentText(), device=self.model.device_name())
 
     # -- running -----------------------------------------------------------------------------------------------
     def train(self) -> int | None:

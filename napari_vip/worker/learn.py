@@ -39,6 +39,9 @@ class LearnRequest:
     descriptors_path : str or None
         A symptom library file (:func:`napari_vip.core.symptoms.load_library`); ``""`` means the
         bundled + user library.
+    preset : {"project", "released"}
+        The training recipe (:data:`~napari_vip.models.training.PRESETS`) that ``config`` changes: ``project``
+        for small data sets, ``released`` for the released ViP configs' recipe.
     config : dict
         :class:`~napari_vip.models.training.TrainConfig` fields to override (epochs, lr, batch_size...).
     template, modality : str or None
@@ -53,6 +56,7 @@ class LearnRequest:
     descriptors: dict | None = None
     descriptors_path: str | None = None
     config: dict = field(default_factory=dict)
+    preset: str = "project"
     classes: list[str] | None = None
     template: str | None = None
     modality: str | None = None
@@ -116,6 +120,18 @@ def descriptors_of(req: LearnRequest):
     return load_library(req.descriptors_path or None)
 
 
+def training_spec(spec: ModelSpec, config, device: str) -> ModelSpec:
+    """The model ``spec`` to train with: ``config.half_precision`` (the released recipe) turns an ``auto`` precision
+    into float16 where the device is a CUDA GPU (the released code's ``PREC fp16``) and float32 elsewhere."""
+    from dataclasses import replace
+
+    from ..models.device import resolve_device
+
+    if not config.half_precision or getattr(spec, "precision", None) != "auto":
+        return spec
+    return replace(spec, precision="fp16" if resolve_device(device).startswith("cuda") else "fp32")
+
+
 @handles(LearnRequest)
 def learn(engine, req: LearnRequest, progress) -> LearnResult:
     from ..core.datasets import load_labelled
@@ -124,7 +140,7 @@ def learn(engine, req: LearnRequest, progress) -> LearnResult:
     progress(0, 0, "reading labelled images")
     data = load_labelled(req.data, req.classes)
     notes = [f"data: {line}" for line in data.report.lines()]
-    config = TrainConfig(**{**req.config, "method": req.method})
+    config = TrainConfig.from_preset(req.preset, **{**req.config, "method": req.method})
     descriptors = descriptors_of(req)
     if req.method == "vip" and not descriptors:
         raise VipInputError("ViP needs a descriptor library (--descriptors LIBRARY.json, or the dock's "
@@ -134,15 +150,19 @@ def learn(engine, req: LearnRequest, progress) -> LearnResult:
         methods = [m for m in methods if m != "vip"]
         notes.append("comparison without ViP: no descriptor library given")
     progress(0, 0, "loading model")
-    clip = engine.clip(req.model, req.device, progress)
+    clip = engine.clip(training_spec(req.model, config, req.device), req.device, progress)
     run = run_learning(clip, data, descriptors, config, methods, req.template, req.modality, progress)
     out = None
     if req.out:
         out = run.prompts[req.method].save(req.out)
     if clip.untrained:
         notes.append("untrained CLIP (random weights): the learned prompts only show the workflow")
+    if config.half_precision and getattr(clip, "precision", "fp32") != "fp16":
+        notes.append(f"the released recipe runs CLIP in float16 on a GPU; here it ran in "
+                     f"{getattr(clip, 'precision', 'fp32')} on {clip.device}")
     prov = Provenance(__version__, **clip.provenance(),
-                      extra={"method": req.method, "descriptors": run.prompts[req.method].descriptors})
+                      extra={"method": req.method, "descriptors": run.prompts[req.method].descriptors,
+                             "preset": config.preset, "preset_overrides": config.overrides()})
     return LearnResult(req.method, out, data.classes, run.evaluation,
                        {m: [r.to_dict() for r in h] for m, h in run.histories.items()}, run.split,
                        {"source": data.source, "counts": data.counts(), "report": data.report.to_dict()},
