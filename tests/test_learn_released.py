@@ -249,6 +249,7 @@ def test_learn_cli_released_preset_records_the_recipe(tmp_path, tiny_clip_checkp
     assert [r["lr"] for r in res["histories"]["vip"]] == [cfg.lr_at(e) for e in range(3)]
     assert cfg.lr_at(2) == pytest.approx(0.5 * 0.002 * (1 + math.cos(math.pi / 3)))  # 0.0015
     assert any("float16 on a GPU" in n and "fp32 on cpu" in n for n in res["notes"])
+    assert res["provenance"]["activation"] == "gelu"  # the tiny architecture as built
     saved = LearnedPrompts.load(out)
     assert saved.config["preset"] == "released" and saved.config["merge_on"] == "raw"
     assert saved.config["text_form"] == "released"

@@ -104,6 +104,18 @@ class ClipModel(WeightsProvenance):
     def logit_scale(self) -> float:
         return float(self.model.logit_scale.exp().item())
 
+    @property
+    def activation(self) -> str:
+        """``quick_gelu`` or ``gelu``: the MLP activation open_clip built the towers with (see :func:`quick_gelu_weights`)."""
+        from open_clip.transformer import QuickGELU
+
+        modules = getattr(self.model, "modules", None)
+        return "quick_gelu" if modules and any(isinstance(m, QuickGELU) for m in modules()) else "gelu"
+
+    def provenance(self) -> dict:
+        """The model part of a result's provenance, with the :attr:`activation` built."""
+        return {**super().provenance(), "activation": self.activation}
+
     def probabilities(self, image_features, text_features) -> np.ndarray:
         """:func:`class_probabilities` with this model's logit scale."""
         return class_probabilities(image_features, text_features, self.logit_scale())
@@ -180,8 +192,34 @@ def resolve_arch(arch: str) -> str:
     return arch
 
 
-def _create(arch: str, device: str):
-    """Build the real architecture with random weights; returns (model, preprocess, tokenizer)."""
+def quick_gelu_weights(spec: ModelSpec) -> bool:
+    """Whether ``spec``'s weights were trained with QuickGELU, so that the architecture must be built with it.
+
+    True for an open_clip pretrained tag whose configuration says ``quick_gelu`` (every ``openai`` tag: open_clip
+    itself builds ``ViT-B-16`` with GELU for ``--pretrained openai`` and only warns in a log), and for a checkpoint
+    file beside an ``open_clip_config.json`` whose ``model_cfg`` says so (a hub download).  Otherwise the
+    architecture's own activation applies: a ``-quickgelu`` name (``ViT-B-16-quickgelu``) builds QuickGELU, which
+    is what a local checkpoint of OpenAI weights needs.
+    """
+    import json
+    from pathlib import Path
+
+    if spec.pretrained and not spec.arch.startswith("hf-hub:"):
+        from open_clip import pretrained as op
+
+        return bool(op.get_pretrained_cfg(resolve_arch(spec.arch), spec.pretrained).get("quick_gelu"))
+    if spec.checkpoint:
+        try:
+            cfg = json.loads((Path(spec.checkpoint).expanduser().parent / "open_clip_config.json").read_text())
+            return bool(cfg.get("model_cfg", {}).get("quick_gelu"))
+        except (OSError, ValueError, AttributeError):
+            return False
+    return False
+
+
+def _create(arch: str, device: str, quick_gelu: bool = False):
+    """Build the real architecture with random weights (QuickGELU forced with ``quick_gelu``); returns
+    (model, preprocess, tokenizer)."""
     import open_clip
 
     arch = resolve_arch(arch)
@@ -190,7 +228,8 @@ def _create(arch: str, device: str):
             f"Unknown CLIP architecture {arch!r}. Use an open_clip name (e.g. ViT-B-16, ViT-B-32, RN50) or an hf-hub: id."
         )
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None, device="cpu")
+        model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None, device="cpu",
+                                                                     force_quick_gelu=quick_gelu)
         tokenizer = open_clip.get_tokenizer(arch)
     except VipInputError:
         raise
@@ -240,8 +279,9 @@ def load_clip(spec: ModelSpec, device: str = "cpu", progress=None) -> ClipModel:
     say(f"reading weights {path}")
     state = load_state_dict(path, what=spec.describe())
     digest = sha256_file(path)
-    say(f"building {spec.arch}")
-    model, preprocess, tokenizer = _create(spec.arch, "cpu")
+    quick_gelu = quick_gelu_weights(spec)
+    say(f"building {spec.arch}" + (" with QuickGELU, the activation its weights were trained with" if quick_gelu else ""))
+    model, preprocess, tokenizer = _create(spec.arch, "cpu", quick_gelu)
     load_into(model, state, f"CLIP architecture {spec.arch}", path)
     return ClipModel(apply_clip_precision(model.to(device).eval(), precision), preprocess, tokenizer, spec, digest,
                      device, precision)

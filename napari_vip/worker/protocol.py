@@ -70,9 +70,13 @@ class Provenance:
     #: The concrete precision the model ran in (``fp32|bf16|fp16``) and its torch dtype name.
     precision: str = "fp32"
     dtype: str = "float32"
+    #: A CLIP model's MLP activation as built (``quick_gelu|gelu``); ``None`` for other models.
+    activation: str | None = None
 
     def to_dict(self) -> dict:
         d = {"napari_vip_version": self.package_version, "model": self.model, "weights_sha256": self.weights_sha256,
              "untrained": self.untrained, "device": self.device, "precision": self.precision, "dtype": self.dtype}
+        if self.activation is not None:
+            d["activation"] = self.activation
         d.update(self.extra)
         return d
