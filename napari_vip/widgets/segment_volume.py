@@ -21,7 +21,39 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
 from ..core.errors import VipInputError
-from ..layers import ANNOTATIONS_LAYER, display_window, plane_index, spatial_shape
+from ..layers import ANNOTATIONS_LAYER, MARKERS_LAYER, display_window, spatial_shape
+
+
+def scrolled_axis(layer, dims) -> int:
+    """The data axis of a 3D ``layer`` that napari's slider walks (``dims.order`` minus the displayed axes); 0
+    when nothing is scrolled (3D display)."""
+    offset = dims.ndim - layer.ndim
+    displayed = {int(a) - offset for a in dims.displayed}
+    hidden = [int(a) - offset for a in dims.order if int(a) >= offset and int(a) - offset not in displayed]
+    return hidden[-1] if hidden else 0
+
+
+def slice_position(layer, dims, axis: int) -> int:
+    """The index along ``axis`` of ``layer`` at the viewer's position (rounded, clipped to the data)."""
+    point = np.asarray(dims.point, dtype=float)[-layer.ndim:]
+    value = float(np.asarray(layer.world_to_data(point), dtype=float)[axis])
+    return int(np.clip(np.round(value), 0, layer.data.shape[axis] - 1))
+
+
+def marker_box_across(viewer, layer, axis: int):
+    """``(x0, y0, x1, y1)`` of the selected (else newest) marker in pixels of the slice across ``axis`` (its
+    other two axes in increasing order: rows, then columns), for a markers layer with as many dimensions as
+    ``layer``; ``None`` when there is none."""
+    from ..core.coords import box_xyxy_from_vertices_rc
+
+    if MARKERS_LAYER not in viewer.layers:
+        return None
+    markers = viewer.layers[MARKERS_LAYER]
+    if markers.ndim != layer.ndim or not len(markers.data):
+        return None
+    index = max(markers.selected_data) if markers.selected_data else len(markers.data) - 1
+    data = np.array([layer.world_to_data(markers.data_to_world(v)) for v in markers.data[index]], dtype=float)
+    return box_xyxy_from_vertices_rc(data[:, [a for a in range(layer.ndim) if a != axis]])
 
 
 class VolumeRow(QWidget):
@@ -145,7 +177,14 @@ class VolumeRow(QWidget):
             refuse_colour_picture(layer.data.shape)
         if len(shape) != 3:
             raise VipInputError(f"Propagation needs a 3D gray volume; {layer.name!r} has spatial shape {shape}.")
-        (k,) = plane_index(layer, dock.viewer.dims)
+        axis = scrolled_axis(layer, dock.viewer.dims)
+        k = slice_position(layer, dock.viewer.dims, axis)
+        if axis != 0:  # the view slices across another axis (napari's dims.order): a box drawn in that plane
+            box = marker_box_across(dock.viewer, layer, axis)
+            if box is None:
+                raise VipInputError(f"The view slices {layer.name!r} along axis {axis}: draw the box on a 3D Shapes "
+                                    f"layer named {MARKERS_LAYER!r} in this view, or roll the view back to axis 0.")
+            return SlicePrompt(k, box_xyxy=tuple(box))
         session = dock.session
         if session.result is not None and session.result.masks.shape[0] == 1:
             return SlicePrompt(k, mask=session.result.masks[0, session.shown_candidate()])
@@ -165,8 +204,11 @@ class VolumeRow(QWidget):
         prompts = prompts or [self.slice_prompt()]
         layer = dock.image_layer()
         limits, invert = display_window(layer)
+        axis = scrolled_axis(layer, dock.viewer.dims)  # propagation follows the slider
+        n = spatial_shape(layer)[axis]
+        span = self.slice_range(spatial_shape(layer)[0])  # the range row counts axis 0's slices; all: None
         return PropagateRequest(volume=np.asarray(layer.data), prompts=list(prompts), model=dock.model.spec(),
-                                axis=0, slice_range=self.slice_range(spatial_shape(layer)[0]),
+                                axis=axis, slice_range=span and (min(span[0], n - 1), min(span[1], n - 1)),
                                 window=limits, invert=invert,
                                 stop_when_empty=self.stop_empty.isChecked(), device=dock.model.device_name())
 
@@ -193,9 +235,9 @@ class VolumeRow(QWidget):
         what = (id(layer.data), spec, limits, invert, dock.model.device_name())
         if what == self._background_done:
             return None
-        (k,) = plane_index(layer, dock.viewer.dims)
-        req = VolumeEmbedRequest(np.asarray(layer.data), k, spec, window=limits, invert=invert,
-                                 device=dock.model.device_name())
+        axis = scrolled_axis(layer, dock.viewer.dims)
+        req = VolumeEmbedRequest(np.asarray(layer.data), slice_position(layer, dock.viewer.dims, axis), spec,
+                                 axis=axis, window=limits, invert=invert, device=dock.model.device_name())
         return dock.bridge.submit(req, "VIP segment: embedding the other slices",
                                   lambda result: self._on_embedded_volume(result, what), self._on_error_background,
                                   channel="segment-volume-embed")
