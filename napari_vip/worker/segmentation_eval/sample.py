@@ -75,7 +75,8 @@ def evaluate_sample(model, sample, prompt_types, seed: int, resolution: str) -> 
     threshold = float(getattr(model, "threshold", 0.5))
     out = []
     for pt, text, lg in zip(prompt_types, texts, logits):
-        pred_model = 1.0 / (1.0 + np.exp(-lg.astype(np.float64))) > threshold
+        with np.errstate(over="ignore"):  # exp(-x) overflows to inf for very negative logits: sigmoid 0
+            pred_model = 1.0 / (1.0 + np.exp(-lg.astype(np.float64))) > threshold
         pred_image = resize_nearest_exact(pred_model, gt.shape)
         if resolution == "model":
             dice, iou = seg_scores(pred_model, resize_nearest_exact(gt, pred_model.shape))
