@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_segment_volume_widget import dock  # noqa: F401 - the segment dock with a tiny untrained SAM
 
 from napari_vip.layers import MARKERS_LAYER
 
@@ -28,22 +29,7 @@ def test_scrolled_axis_slice_position_and_box_across_follow_dims_order(make_view
     assert marker_box_across(viewer, layer, 1) == pytest.approx((5.0, 1.0, 25.0, 4.0))
 
 
-@pytest.fixture
-def dock(make_viewer, tiny_sam_arch, tmp_path, monkeypatch):
-    from napari_vip.widgets.segment import SegmentWidget
-
-    monkeypatch.setenv("NAPARI_VIP_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("NAPARI_VIP_AUTOSAVE", str(tmp_path / "autosave"))
-    viewer = make_viewer()
-    widget = SegmentWidget(viewer)
-    widget.auto.setChecked(False)
-    widget.model.set_untrained(tiny_sam_arch)
-    widget.model.device.setCurrentText("cpu")
-    yield viewer, widget
-    widget.bridge.shutdown()
-
-
-def test_the_dock_propagates_along_the_scrolled_axis(dock):
+def test_the_dock_propagates_along_the_scrolled_axis(dock):  # noqa: F811
     from napari_vip.models.propagation import SlicePrompt
 
     viewer, widget = dock
