@@ -178,3 +178,35 @@ def test_cli_ladder(tmp_path, capsys):
                  "--ladder", "--definition", "a growth"]) == 0
     out = capsys.readouterr().out
     assert "p9: one small pink round polyp which is a growth located in right of the image" in out
+
+
+def test_ladder_invariants_on_random_masks():
+    """Whatever the mask: p2..p5 grow one word group at a time, p6/p9 add the same location, p7..p9 follow the
+    definitions, and the number word counts the locations."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from napari_vip.core.prompt_ladder import NUMBER_WORDS
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 70), st.integers(1, 12), st.integers(1, 12)),
+                    min_size=0, max_size=4), st.integers(0, 255))
+    def check(rects, shade):
+        m = np.zeros((60, 80), bool)
+        for r, c, h, w in rects:
+            m[r:r + h, c:c + w] = True
+        img = paint(m, (shade, 255 - shade, 128), (60, 80))
+        ladder = prompt_ladder(img, m, "polyp", definition=["a growth", "a lump"])
+        if not m.any():
+            assert ladder["p6"] == "no polyp" and ladder["p9"] == ["no polyp"]
+            return
+        assert ladder["p2"].endswith(" polyp") and ladder["p3"].endswith(ladder["p2"])
+        assert ladder["p4"].endswith(ladder["p3"]) and ladder["p5"].endswith(" " + ladder["p4"])
+        assert ladder["p6"].startswith(ladder["p5"] + ", located in ") and ladder["p6"].endswith(" of the image")
+        where = ladder["p6"][len(ladder["p5"]) + 2:]
+        assert ladder["p8"] == [f"{ladder['p5']} which is {d}" for d in ("a growth", "a lump")]
+        assert ladder["p9"] == [f"{p8} {where}" for p8 in ladder["p8"]]
+        n = NUMBER_WORDS.index(ladder["p5"].split()[0])
+        assert len(where[len("located in "):-len(" of the image")].split(", ")) == n
+
+    check()

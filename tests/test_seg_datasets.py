@@ -207,3 +207,27 @@ def test_export_folders_in_medvlsm_layout(tmp_path):
     assert (out / "images" / "im0.png").read_bytes() == (tmp_path / "imgs" / "im0.png").read_bytes()
     with pytest.raises(VipInputError, match="exists"):
         export_medvlsm(samples, out, "polyp")
+
+
+def test_any_annotation_file_round_trips_in_its_style(tmp_path):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    text = st.text(min_size=0, max_size=12)
+    prompts = st.dictionaries(st.sampled_from([f"p{i}" for i in range(10)]),
+                              st.one_of(text, st.lists(text, min_size=1, max_size=3)), min_size=1, max_size=10)
+    entry = st.fixed_dictionaries({"img_name": text.filter(bool), "mask_name": text.filter(bool), "prompts": prompts},
+                                  optional={"bbox": st.lists(st.integers(0, 2000), min_size=4, max_size=4),
+                                            "segment_id": st.one_of(text, st.integers())})
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(entry, max_size=4), st.sampled_from([None, 2, 4]), st.booleans())
+    def check(entries, indent, ascii_only):
+        path = tmp_path / "anns.json"
+        path.write_text(json.dumps(entries, indent=indent, ensure_ascii=ascii_only), encoding="utf-8")
+        got, style = read_medvlsm_annotations(path)
+        assert got == entries
+        out = write_medvlsm_annotations(tmp_path / "back.json", got, style)
+        assert out.read_bytes() == path.read_bytes()
+
+    check()
