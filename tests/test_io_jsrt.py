@@ -160,3 +160,21 @@ def test_a_user_template_still_wins_for_jsrt(tmp_path, monkeypatch):
                                        ("none",), layout="jsrt", images=str(tmp_path), bootstrap=0, threads=1,
                                        template="A {modality} with signs of {c}{suffix}."))
     assert res.prompts["none"] == ["A chest x-ray with signs of benign.", "A chest x-ray with signs of malignant."]
+
+
+def test_classify_command_line_reads_img_and_sees_the_released_loader(tmp_path, tiny_clip_checkpoint, capsys):
+    import json
+
+    from napari_vip.cli.main import main
+
+    arch, ckpt = tiny_clip_checkpoint
+    raw = write_img(tmp_path / "JPCLN001.IMG")
+    seen = tmp_path / "seen.png"
+    assert main(["classify", str(tmp_path / "JPCLN001.IMG"), "--classes", "benign", "malignant", "--model", arch,
+                 "--checkpoint", ckpt, "--device", "cpu", "--box", "900", "900", "1200", "1150", "--marker", "circle",
+                 "--save-rendered", str(seen), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["provenance"]["recipe"] == "paper" and out["provenance"]["pillow"]
+    expected = released_load_image(raw)
+    ImageDraw.Draw(expected).ellipse((int(900 / 8), int(900 / 8), int(1200 / 8), int(1150 / 8)), outline="red")
+    np.testing.assert_array_equal(np.asarray(Image.open(seen).convert("RGB")), np.asarray(expected))

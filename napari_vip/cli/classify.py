@@ -22,7 +22,7 @@ from .common import (
 
 def add_parser(sub) -> None:
     p = sub.add_parser("classify", help="zero-shot CLIP classification with and without a visual marker")
-    p.add_argument("image", help="2D image file (PNG, JPEG, TIFF, .npy, DICOM, NIfTI)")
+    p.add_argument("image", help="2D image file (PNG, JPEG, TIFF, .npy, DICOM, NIfTI, JSRT .IMG)")
     p.add_argument("--classes", nargs="+", default=None, help="candidate findings (required unless --prompts)")
     add_marker_args(p)
     p.add_argument("--save-rendered", metavar="PNG", default=None,
