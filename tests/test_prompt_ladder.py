@@ -134,6 +134,8 @@ def test_definitions_from_the_symptom_library_and_errors():
     assert prompt_ladder(img, m, "polyp", library=lib)["p7"][0] == "polyp which is a projecting growth of tissue"
     with pytest.raises(VipInputError, match="No definition of 'zzz'"):
         prompt_ladder(img, m, "zzz", library={})
+    partial = prompt_ladder(img, m, "zzz", library={}, missing_definition="omit")  # what a dock can offer
+    assert list(partial) == [f"p{i}" for i in range(7)] and partial["p1"] == "zzz"
     with pytest.raises(VipInputError, match="shape"):
         prompt_ladder(img, m[:50], "polyp")
     with pytest.raises(VipInputError, match="class"):

@@ -191,7 +191,8 @@ def ladder_definitions(class_name: str, definition=None, library=None) -> list[s
     return list(descriptors_for(load_library(), class_name)) if library is None else []
 
 
-def ladder_attributes(image_rgb, mask_bool, class_name: str, definition=None, library=None) -> LadderAttributes:
+def ladder_attributes(image_rgb, mask_bool, class_name: str, definition=None, library=None,
+                      missing_definition: str = "raise") -> LadderAttributes:
     """Measure what the ladder needs (see the module docstring).
 
     Parameters
@@ -203,6 +204,9 @@ def ladder_attributes(image_rgb, mask_bool, class_name: str, definition=None, li
     class_name : str
     definition : str or list of str, optional
         See :func:`ladder_definitions`.
+    missing_definition : str
+        ``"raise"`` (default): no definition found is an error; ``"omit"``: the ladder has no p7 ... p9 then
+        (for a dock offering what it can), with a note.
 
     Raises
     ------
@@ -220,12 +224,17 @@ def ladder_attributes(image_rgb, mask_bool, class_name: str, definition=None, li
                             "on this image.")
     m = m != 0
     defs = ladder_definitions(class_name, definition, library)
-    if not defs:
+    notes = []
+    if not defs and missing_definition == "omit":
+        notes.append(f"no definition of {class_name!r}: p7-p9 left out (give one, or add the class to the "
+                     "symptom library)")
+    elif not defs:
         raise VipInputError(f"No definition of {class_name!r} for p7-p9: give one (--definition TEXT, or "
                             "--definitions FILE: a symptom-library JSON with the class), or add the class to the "
                             "symptom library (napari-vip symptoms).")
     if not m.any():
-        return LadderAttributes(class_name, 0, definitions=defs, notes=["the mask is empty: 'no {class}' ladder"])
+        return LadderAttributes(class_name, 0, definitions=defs,
+                                notes=notes + ["the mask is empty: 'no {class}' ladder"])
     rc = describe_mask(img, m, keyword=class_name, number_words=True)
     objects = _objects(m)
     largest = max(objects, key=lambda p: p.area)
@@ -241,11 +250,12 @@ def ladder_attributes(image_rgb, mask_bool, class_name: str, definition=None, li
         class_name=class_name, number=rc.number, shape=shape, color=rc.color,
         sizes=[s for s in SIZE_ORDER if s in sizes],
         locations=[grid_location(p.centroid, hw) for p in objects], definitions=defs,
-        rectangularity=rect, notes=list(rc.notes))
+        rectangularity=rect, notes=notes + list(rc.notes))
 
 
 def ladder_from_attributes(a: LadderAttributes) -> dict[str, str | list[str]]:
-    """``{"p0": ..., ..., "p9": ...}`` worded as the released annotation files (module docstring)."""
+    """``{"p0": ..., ..., "p9": ...}`` worded as the released annotation files (module docstring); without
+    definitions (``missing_definition="omit"``), p7 ... p9 are left out of a non-empty mask's ladder."""
     c = a.class_name
     if a.number == 0:
         none = f"no {c}"
@@ -255,17 +265,20 @@ def ladder_from_attributes(a: LadderAttributes) -> dict[str, str | list[str]]:
     p4 = f"{', '.join(a.sizes)} {p3}"
     p5 = f"{number_word(a.number)} {p4}"
     where = f"located in {', '.join(a.locations)} of the image"
-    return {"p0": "", "p1": c, "p2": p2, "p3": p3, "p4": p4, "p5": p5, "p6": f"{p5}, {where}",
-            "p7": [f"{c} which is {d}" for d in a.definitions],
+    ladder = {"p0": "", "p1": c, "p2": p2, "p3": p3, "p4": p4, "p5": p5, "p6": f"{p5}, {where}"}
+    if not a.definitions:
+        return ladder
+    return {**ladder, "p7": [f"{c} which is {d}" for d in a.definitions],
             "p8": [f"{p5} which is {d}" for d in a.definitions],
             "p9": [f"{p5} which is {d} {where}" for d in a.definitions]}
 
 
-def prompt_ladder(image_rgb, mask_bool, class_name: str, definition=None,
-                  library=None) -> dict[str, str | list[str]]:
+def prompt_ladder(image_rgb, mask_bool, class_name: str, definition=None, library=None,
+                  missing_definition: str = "raise") -> dict[str, str | list[str]]:
     """The ten prompts p0 ... p9 for ``mask_bool`` on ``image_rgb`` (see :func:`ladder_attributes` for the
     arguments and errors); list values are p7 ... p9, one entry per definition."""
-    return ladder_from_attributes(ladder_attributes(image_rgb, mask_bool, class_name, definition, library))
+    return ladder_from_attributes(ladder_attributes(image_rgb, mask_bool, class_name, definition, library,
+                                                    missing_definition))
 
 
 def choose_prompt(prompts: dict, prompt_type: str, rng: _random.Random | None = None) -> str:
