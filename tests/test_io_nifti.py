@@ -90,6 +90,9 @@ def test_2d_image_gets_the_in_plane_flips(tmp_path):
     for i, j in np.ndindex(out.shape):
         src = np.unravel_index(int(out[i, j]), data.shape)
         np.testing.assert_allclose(_ras_of(aff, (i, j, 0)), _ras_of(np.diag([0.5, 0.25, 1.0, 1.0]), (*src, 0)))
+    (written,) = write_labels_nifti(str(tmp_path / "flat_labels.nii"), (out % 3 == 0).astype(np.uint8),
+                                    {"metadata": kwargs["metadata"]})
+    np.testing.assert_array_equal(np.asanyarray(nib.load(written).dataobj), (data % 3 == 0).astype(np.uint8))
 
 
 def test_scaling_and_cal_window(tmp_path):
