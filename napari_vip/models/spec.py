@@ -24,7 +24,7 @@ class ModelSpec:
     - ``arch`` starting with ``hf-hub:``: the hub repository's weights (needs network);
     - ``untrained=True``: the real architecture with random weights, flagged in every result.
 
-    ``precision`` (``auto|fp32|bf16|fp16``, :mod:`napari_vip.models.precision`) is the dtype the towers run in;
+    ``precision`` (``auto|fp32|bf16|fp16``, :mod:`napari_vip.models.precision`) is the dtype the image tower runs in;
     ``auto`` resolves per device when the model is loaded.
     """
 

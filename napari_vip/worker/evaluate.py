@@ -124,8 +124,12 @@ class EvaluateResult:
 
 
 def weights_id(clip) -> str:
-    """What identifies the weights in embedding keys: their sha256, else the spec (untrained: not stored)."""
-    return clip.sha256 or repr(clip.spec)
+    """What identifies the weights in embedding keys: their sha256, else the spec (untrained: not stored); with
+    the precision the tower ran in when it is not float32 (``SHA256:bf16``), so a float32 and a bfloat16
+    embedding of one render never share a key."""
+    base = clip.sha256 or repr(clip.spec)
+    precision = getattr(clip, "precision", "fp32")
+    return base if precision == "fp32" else f"{base}:{precision}"
 
 
 def _probabilities(clip, features: np.ndarray, prompts: list[str]) -> np.ndarray:
@@ -183,9 +187,13 @@ def evaluate(engine, req: EvaluateRequest, progress) -> EvaluateResult:
     store = EmbeddingStore(Path(root) / weights[:16] if root and clip.sha256 else None)
     renders = RenderWriter(req.save_renders, data.samples, conditions) if req.save_renders else None
     if req.scheduler:
+        import dataclasses
+
         from .dask_runner import embed_on_cluster
 
-        keys, errors, embedded = embed_on_cluster(req, data.samples, conditions, weights, store, progress)
+        # the workers load the precision this process resolved, which the keys name
+        keys, errors, embedded = embed_on_cluster(dataclasses.replace(req, model=clip.spec), data.samples, conditions,
+                                                  weights, store, progress)
         if renders is not None:  # the workers' files may not be ours: render here
             embed_samples(None, data.samples, conditions, req.recipe, weights, set(), threads=req.threads,
                           progress=progress, on_render=renders)
