@@ -64,6 +64,7 @@ def test_a_2d_image_is_refused_and_nothing_is_lost(dock):
     assert widget.volume.propagate() is None
     assert "3D gray volume" in widget.status.text()
     assert len(viewer.layers[MARKERS_LAYER].data) == 1
+    viewer.layers.remove("xray")
     viewer.add_image(np.zeros((48, 64, 3), np.uint8), name="photo", rgb=True)
     assert widget.volume.propagate() is None
     assert "colour picture of shape (48, 64, 3)" in widget.status.text()
