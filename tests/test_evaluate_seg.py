@@ -286,3 +286,24 @@ def test_real_tiny_clipseg_encodes_once_and_matches_predict(tmp_path, capsys):
     d = json.loads(out)
     assert d["models"][0]["provenance"]["weights_sha256"] == model.sha256 and not d["untrained"]
     assert 0.0 <= d["table"]["tiny"]["p1"]["dice"] <= 1.0
+
+
+def test_model_arguments(tmp_path):
+    pytest.importorskip("napari_vip.models.vlsm.spec")
+    from napari_vip.cli.evaluate_seg import parse_model
+
+    arch = tmp_path / "arch.json"
+    arch.write_text("{}")
+    e = parse_model("clipseg:untrained", str(arch))
+    assert (e.label, e.kind, e.spec.untrained, e.spec.config) == ("clipseg", "zero-shot", True, str(arch))
+    e = parse_model("zs=clipseg:CIDAS/clipseg-rd64-refined", str(arch))
+    assert (e.label, e.kind, e.spec.source, e.spec.config) == ("zs", "zero-shot", "CIDAS/clipseg-rd64-refined", None)
+    ft = tmp_path / "ft1"
+    ft.mkdir()
+    (ft / "config.json").write_text(json.dumps({"napari_vip": "0", "family": "clipseg", "method": "vlsm"}))
+    (ft / "provenance.json").write_text("{}")
+    e = parse_model(str(ft))
+    assert (e.label, e.kind, e.spec.family, e.spec.source) == ("ft1", "fine-tuned", "clipseg", str(ft))
+    assert parse_model(f"mine=clipseg:{ft}").kind == "fine-tuned"
+    with pytest.raises(VipInputError, match="FAMILY:SOURCE"):
+        parse_model("sam:whatever")

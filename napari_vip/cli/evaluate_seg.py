@@ -30,7 +30,8 @@ def add_parser(sub) -> None:
     p.add_argument("--split", default="test", help="split to evaluate (default test; 'all' = every CSV row)")
     p.add_argument("--resolution", default="model", choices=("model", "image"),
                    help="score at the model's input size as the released code (default) or at the image's")
-    p.add_argument("--vlsm-config", default=None, help="architecture JSON for FAMILY:untrained models")
+    p.add_argument("--vlsm-config", default=None,
+                   help="architecture JSON for FAMILY:untrained models and FAMILY:FILE.safetensors")
     p.add_argument("--bootstrap", type=int, default=1000, help="resamples for the 95%% CIs (by patient_id if given)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and of the prompts drawn from lists")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
@@ -83,8 +84,8 @@ def parse_model(text: str, vlsm_config: str | None = None):
     if colon and family in FAMILIES:
         if source == "untrained":
             spec = VlsmSpec(family, None, untrained=True, config=vlsm_config)
-        else:
-            spec = VlsmSpec(family, source, config=vlsm_config)
+        else:  # the architecture config names a bare safetensors file's architecture; folders carry their own
+            spec = VlsmSpec(family, source, config=vlsm_config if source.lower().endswith(".safetensors") else None)
         kind = "fine-tuned" if source != "untrained" and source_kind(source) == "finetuned" else "zero-shot"
         return SegModelEntry(label or family, spec, kind)
     folder = Path(rest).expanduser()
