@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import NO_DISPLAY_REASON, has_display
+from conftest import has_display, no_display_reason
 from PIL import Image
 
 from napari_vip.cli.main import main
@@ -123,7 +123,7 @@ def test_gui_opens_the_file_with_napari_vip_reader_headless(kind, tmp_path, monk
 @pytest.mark.parametrize("kind", FORMATS)
 def test_gui_screenshot_in_a_real_window(kind, tmp_path):
     if not has_display():
-        pytest.skip(NO_DISPLAY_REASON)
+        pytest.skip(no_display_reason())
     path, shape = _file(tmp_path, kind)
     shot = tmp_path / "shot.png"
     code = "import sys; from napari_vip.cli.main import main; sys.exit(main(sys.argv[1:]))"
