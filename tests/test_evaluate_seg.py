@@ -115,12 +115,15 @@ def make_data(root: Path, n=6):
 
 
 def expected_dice(gts, reds, prompt):
+    """Dice from the formula at S x S: the ground truth resized by PIL's NEAREST on the 0/255 picture, as the
+    released data module's torchvision Resize(NEAREST_EXACT) on a PIL image does."""
     from napari_vip.io.datasets import resize_nearest_exact
 
     out = []
     for gt, red in zip(gts, reds):
         pred = resize_nearest_exact(red, (S, S)) & (prompt != "p0")
-        out.append(dice_formula(pred, resize_nearest_exact(gt, (S, S))))
+        target = np.asarray(Image.fromarray(gt.astype(np.uint8) * 255).resize((S, S), Image.NEAREST)) > 0
+        out.append(dice_formula(pred, target))
     return out
 
 

@@ -182,6 +182,21 @@ def test_resize_nearest_exact_matches_torch():
         assert np.array_equal(resize_nearest_exact(a, hw), t[0, 0].numpy()), hw
 
 
+def test_ground_truth_resized_as_the_released_mask_transform():
+    """torchvision's Resize(NEAREST_EXACT) + ToTensor on a PIL mask, as medvlsm's ImageTextMaskDataset applies it."""
+    T = pytest.importorskip("torchvision.transforms")
+    from napari_vip.io.datasets import resize_mask_released
+
+    rng = np.random.default_rng(1)
+    for hw in [(529, 622), (959, 1280), (37, 53)]:
+        m = rng.random(hw) > 0.5
+        pil = Image.fromarray(m.astype(np.uint8) * 255)
+        for size in [(352, 352), (224, 224)]:
+            released = T.Compose([T.Resize(size=size, interpolation=T.InterpolationMode.NEAREST_EXACT),
+                                  T.ToTensor()])(pil)[0].numpy() > 0
+            assert np.array_equal(resize_mask_released(m, size), released), (hw, size)
+
+
 def test_export_folders_in_medvlsm_layout(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(10):

@@ -2,7 +2,14 @@
 and export of a user's images and masks in medvlsm's layout."""
 
 from .export import export_medvlsm, pair_folders
-from .masks import mask_from_array, read_binary_mask, read_rgb, resize_nearest_exact, write_mask_png
+from .masks import (
+    mask_from_array,
+    read_binary_mask,
+    read_rgb,
+    resize_mask_released,
+    resize_nearest_exact,
+    write_mask_png,
+)
 from .medvlsm import (
     AnnotationStyle,
     dumps_annotations,
@@ -15,6 +22,6 @@ from .samples import SegDataset, SegSample, load_sample, open_seg_dataset, read_
 __all__ = [
     "AnnotationStyle", "SegDataset", "SegSample", "dumps_annotations", "export_medvlsm", "load_sample",
     "mask_from_array", "medvlsm_entry", "open_seg_dataset", "pair_folders", "read_binary_mask",
-    "read_medvlsm_annotations", "read_rgb", "read_seg_dataset", "resize_nearest_exact", "write_mask_png",
+    "read_medvlsm_annotations", "read_rgb", "read_seg_dataset", "resize_mask_released", "resize_nearest_exact", "write_mask_png",
     "write_medvlsm_annotations",
 ]

@@ -155,6 +155,20 @@ def resize_nearest_exact(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return mask[rows[:, None], cols[None, :]]
 
 
+def resize_mask_released(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """An ``(H, W)`` bool mask resized to ``hw`` = ``(h, w)`` as medvlsm's data module resizes ground truth:
+    ``torchvision`` ``Resize(NEAREST_EXACT)`` on a PIL image, which torchvision hands to PIL's ``NEAREST``
+    (not the same pixels as torch's ``nearest-exact`` on tensors, used for predicted masks:
+    :func:`resize_nearest_exact`)."""
+    from PIL import Image
+
+    m = np.asarray(mask)
+    if tuple(m.shape[:2]) == (int(hw[0]), int(hw[1])):
+        return m.astype(bool)
+    im = Image.fromarray(np.where(m, 255, 0).astype(np.uint8))
+    return np.asarray(im.resize((int(hw[1]), int(hw[0])), Image.NEAREST)) > 0
+
+
 def write_mask_png(mask: np.ndarray, path) -> Path:
     """Write an ``(H, W)`` bool mask as an 8-bit PNG, 0 background and 255 foreground (medvlsm's form)."""
     from PIL import Image

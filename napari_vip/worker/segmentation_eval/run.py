@@ -9,8 +9,8 @@ predicts, and Dice and IoU are computed with MONAI's ``compute_dice`` / ``comput
 when the prediction is empty too, else 0), on:
 
 - ``resolution="model"`` (default, as the released test metrics): ``sigmoid(logits) > threshold`` at the
-  model's input size ``S x S`` against the ground truth resized to ``S x S`` with nearest-exact (the released
-  mask transform);
+  model's input size ``S x S`` against the ground truth resized to ``S x S`` as the released mask transform does
+  it (torchvision ``Resize(NEAREST_EXACT)`` on a PIL image, i.e. PIL's ``NEAREST``);
 - ``resolution="image"``: the predicted mask resized back to the image (nearest-exact, as the released code
   writes its masks) against the mask as stored.
 

@@ -67,7 +67,7 @@ def evaluate_sample(model, sample, prompt_types, seed: int, resolution: str) -> 
     VipInputError
         The sample's files (named), a prompt type it lacks.
     """
-    from ...io.datasets import load_sample, resize_nearest_exact
+    from ...io.datasets import load_sample, resize_mask_released, resize_nearest_exact
 
     image, gt = load_sample(sample)
     texts = [choose_prompt(sample.prompts, pt, prompt_rng(seed, sample.sample_id, pt)) for pt in prompt_types]
@@ -79,7 +79,7 @@ def evaluate_sample(model, sample, prompt_types, seed: int, resolution: str) -> 
             pred_model = 1.0 / (1.0 + np.exp(-lg.astype(np.float64))) > threshold
         pred_image = resize_nearest_exact(pred_model, gt.shape)
         if resolution == "model":
-            dice, iou = seg_scores(pred_model, resize_nearest_exact(gt, pred_model.shape))
+            dice, iou = seg_scores(pred_model, resize_mask_released(gt, pred_model.shape))
         else:
             dice, iou = seg_scores(pred_image, gt)
         out.append(({"sample_id": sample.sample_id, "patient_id": sample.patient_id, "prompt_type": pt,
