@@ -310,3 +310,23 @@ def test_model_arguments(tmp_path):
     assert parse_model(f"mine=clipseg:{ft}").kind == "fine-tuned"
     with pytest.raises(VipInputError, match="FAMILY:SOURCE"):
         parse_model("sam:whatever")
+
+
+def test_resume_refuses_changed_weights_and_loads_nothing_when_complete(tmp_path, fake_models, monkeypatch):
+    data, _, _ = make_data(tmp_path / "data", 2)
+    req = es.EvaluateSegRequest(str(data), fake_models[:1], ("p1",), "test", str(tmp_path / "out"), bootstrap=0,
+                                device="cpu")
+    first = Engine().run(req)
+    monkeypatch.setattr(seg_sample, "load_seg_model", lambda spec, device="cpu": pytest.fail("loaded a model"))
+    again = Engine().run(req)
+    assert again.resumed == 2 and again.models == first.models and again.table == first.table
+
+    class Retrained(FakeModel):
+        def provenance(self):
+            return {**super().provenance(), "weights_sha256": "another"}
+
+    (tmp_path / "out" / "records" / "zs.jsonl").write_text(
+        (tmp_path / "out" / "records" / "zs.jsonl").read_text().splitlines()[0] + "\n")
+    monkeypatch.setattr(seg_sample, "load_seg_model", lambda spec, device="cpu": Retrained(spec))
+    with pytest.raises(VipInputError, match="weights of model 'zs' changed"):
+        Engine().run(req)

@@ -42,9 +42,10 @@ def seg_shard(spec, device, samples, todo, seed, resolution):
     return prov, out
 
 
-def evaluate_on_cluster(req, entry, samples, todo, store, device, progress):
+def evaluate_on_cluster(req, entry, samples, todo, store, device, progress, check_provenance=None):
     """Run ``samples`` x their pending prompt types of ``entry`` on the cluster at ``req.scheduler``; records go
-    to ``store`` as shards finish.  Returns the model's provenance (``None`` when nothing was pending)."""
+    to ``store`` as shards finish, after ``check_provenance(provenance)`` has accepted the first shard's model.
+    Returns the model's provenance (``None`` when nothing was pending)."""
     from distributed import as_completed
 
     from ..dask_runner import connect, shard_bounds
@@ -61,7 +62,10 @@ def evaluate_on_cluster(req, entry, samples, todo, store, device, progress):
         prov, done = None, 0
         try:
             for fut in as_completed(futures):
-                prov, rows = fut.result()
+                shard_prov, rows = fut.result()
+                if prov is None and check_provenance is not None:
+                    check_provenance(shard_prov)
+                prov = shard_prov
                 for rec, packed, shape in rows:
                     mask = np.unpackbits(packed, count=int(np.prod(shape))).reshape(shape).astype(bool)
                     store.add(rec, mask if req.save_masks else None)

@@ -174,6 +174,26 @@ class RecordStore:
                     continue  # a line cut by an interruption: that pair is done again
                 self.records[(r["sample_id"], r["prompt_type"])] = r
 
+    def check_provenance(self, provenance: dict, label: str) -> dict:
+        """Keep the loaded model's provenance with the records (``records/<model>.provenance.json``); weights of
+        another sha256 than those that made the records are refused."""
+        if self.path is None:
+            return provenance
+        path = self.path.with_suffix(".provenance.json")
+        if path.is_file() and self.records:
+            old = json.loads(path.read_text()).get("weights_sha256")
+            if old != provenance.get("weights_sha256"):
+                raise VipInputError(f"The weights of model {label!r} changed since its records in "
+                                    f"{str(self.path.parent.parent)!r} were made (sha256 {old} -> "
+                                    f"{provenance.get('weights_sha256')}); use a new --out folder.")
+        path.write_text(json.dumps(provenance, indent=2, default=str))
+        return provenance
+
+    def stored_provenance(self) -> dict | None:
+        """The provenance kept with the records, when every pair was resumed and no model was loaded."""
+        path = None if self.path is None else self.path.with_suffix(".provenance.json")
+        return json.loads(path.read_text()) if path is not None and path.is_file() else None
+
     def done(self, sample_id: str, prompt_type: str) -> bool:
         return (sample_id, prompt_type) in self.records
 
@@ -273,22 +293,24 @@ def evaluate_seg(engine, req: EvaluateSegRequest, progress) -> EvaluateSegResult
         pending = [s for s in samples if todo[s.sample_id]]
         done_units += len(samples) - len(pending)
         progress(done_units, total, f"loading {entry.label}")
-        if req.scheduler:
+        prov = None
+        if pending and req.scheduler:
             from .cluster import evaluate_on_cluster
 
             prov = evaluate_on_cluster(req, entry, pending, todo, store, device,
-                                       lambda n, text, base=done_units: progress(base + n, total, text))
+                                       lambda n, text, base=done_units: progress(base + n, total, text),
+                                       lambda p, e=entry, st=store: st.check_provenance(p, e.label))
             done_units += len(pending)
-        else:
+        elif pending:
             model = engine.model(("vlsm", entry.spec, device), lambda e=entry: _sample.load_seg_model(e.spec, device))
-            prov = model.provenance() if hasattr(model, "provenance") else {}
+            prov = store.check_provenance(model.provenance() if hasattr(model, "provenance") else {}, entry.label)
             for s in pending:
                 for rec, mask in _sample.evaluate_sample(model, s, todo[s.sample_id], req.seed, req.resolution):
                     store.add(rec, mask if req.save_masks else None)
                 done_units += 1
                 progress(done_units, total, f"{entry.label}: {s.sample_id}")
-        if prov is None:  # everything was resumed on the cluster path: load nothing, record the spec
-            prov = {"model": _spec_dict(entry.spec)}
+        if prov is None:  # every pair was resumed: no model loaded
+            prov = store.stored_provenance() or {"model": _spec_dict(entry.spec)}
         model_rows.append({"label": entry.label, "kind": entry.kind, "provenance": prov})
 
     progress(total, total, "computing metrics")
