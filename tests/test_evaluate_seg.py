@@ -191,6 +191,14 @@ def test_resume_after_interruption(tmp_path, fake_models):
     assert res.resumed == 6
     assert FakeModel.calls == 3 * 2 + 6 * 2  # only what was missing: 3 samples left for zs, all 6 for ft
     assert res.table == full.table
+    # a model that ignores text (CoTexNet at test time) predicts once per image
+    FakeModel.calls = 0
+    FakeModel.needs_text = False
+    try:
+        logits = seg_sample.predict_logits(FakeModel(FakeSpec()), np.zeros((8, 8, 3), np.uint8), ["a", "b", "c"])
+    finally:
+        del FakeModel.needs_text
+    assert FakeModel.calls == 1 and logits.shape == (3, S, S)
     # the same folder with another model under the same label is refused
     other = (es.SegModelEntry("zs", FakeSpec("changed"), "zero-shot"),)
     with pytest.raises(VipInputError, match="other settings"):

@@ -40,8 +40,12 @@ def seg_scores(pred, target) -> tuple[float, float]:
 
 def predict_logits(model, image: np.ndarray, texts: list[str]) -> np.ndarray:
     """``(T, S, S)`` float32 logits of ``texts`` on one image: the image encoded once and decoded per text
-    (contract API), or :meth:`predict` per text for a model without it (or one that ignores text)."""
-    if not (hasattr(model, "encode_image") and hasattr(model, "decode")) or not getattr(model, "needs_text", True):
+    (contract API); :meth:`predict` once for a model that ignores text (``needs_text`` False, e.g. CoTexNet at test
+    time), or per text for a model without the encode/decode API."""
+    if not getattr(model, "needs_text", True):
+        one = np.asarray(model.predict(image, texts[0] if texts else "").logits_model, np.float32)
+        return np.repeat(one[None], len(texts), axis=0)
+    if not (hasattr(model, "encode_image") and hasattr(model, "decode")):
         return np.stack([np.asarray(model.predict(image, t).logits_model, np.float32) for t in texts])
     import torch
 
