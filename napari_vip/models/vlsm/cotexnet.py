@@ -295,3 +295,208 @@ class CoTexNetNet(ClipSegNet):
         if features is None:
             features = self.features(pixel_values)
         return self.cotexnet(features, use_cls_token=True).logits
+
+
+# -- a CoTexNet model behind the VlsmModel interface -------------------------------------------------------------
+def cotexnet_vlsm(model, heads=None):
+    """A :class:`CoTexNetVlsmModel` from a loaded CLIPSeg :class:`~napari_vip.models.vlsm.VlsmModel` (its CLIPSeg is
+    shared, not copied); ``heads`` default to new ones (:func:`build_heads`) on the model's device."""
+    from dataclasses import fields
+
+    from ...core.errors import VipInputError
+
+    if model.family != "clipseg":
+        raise VipInputError(f"CoTexNet builds on CLIPSeg (as released); {model.family} is not CLIPSeg. Choose "
+                            "--model clipseg.")
+    clipseg = model.module.clipseg
+    net = CoTexNetNet(clipseg, heads).to(model.device)
+    kwargs = {f.name: getattr(model, f.name) for f in fields(model) if f.init}
+    # stored activations of a CoTexNet model carry the class token where CLIPSeg's carry the projected embedding
+    kwargs.update(module=net, needs_text=False, weights_id=f"{model.weights_id}+cotexnet-cls")
+    return CoTexNetVlsmModel(**kwargs)
+
+
+def _vlsm_model_class():
+    from .model import VlsmModel
+
+    return VlsmModel
+
+
+class CoTexNetVlsmModel(_vlsm_model_class()):
+    """A CoTexNet model as a :class:`~napari_vip.models.vlsm.VlsmModel`: ``module`` is a :class:`CoTexNetNet`,
+    ``needs_text`` is False and :meth:`predict` segments from the image alone (``text`` is ignored)."""
+
+    def encode_image(self, pixel_values):
+        """:class:`ImageActivations` whose ``pooled`` is the class token (B, Dv) CoTexNet reads (not CLIPSeg's
+        projected embedding: CoTexNet never uses that)."""
+        from .model import ImageActivations
+
+        f = self.module.features(pixel_values)
+        return ImageActivations(list(f.activations), f.cls)
+
+    def text_conditional(self, input_ids, attention_mask):
+        """CoTexNet's text embedding (B, P) = sigmoid of the text features (no pseudo-token)."""
+        return self.module.text_conditional(input_ids, attention_mask)
+
+    def forward_logits(self, pixel_values, input_ids=None, attention_mask=None):
+        """Text-free logits (B, 1, S, S); the text arguments are ignored (the text tower is never called)."""
+        return self.module.predict_logits(pixel_values)
+
+    def predict(self, image, text: str = ""):
+        """Mask of the learned target on ``image`` (``(H, W, 3)`` uint8) without text."""
+        from .model import VlsmPrediction, resize_nearest_exact
+
+        was = self.module.training
+        self.module.eval()
+        try:
+            with torch.no_grad():
+                logits = self.module.predict_logits(self.preprocess([image]))
+        finally:
+            self.module.train(was)
+        lg = logits[0, 0].float().cpu().numpy()
+        prob_model = torch.sigmoid(torch.from_numpy(lg)).numpy()
+        hw = image.shape[:2]
+        prob = resize_nearest_exact(prob_model.astype("float32"), hw)
+        mask = resize_nearest_exact(prob_model > self.threshold, hw)
+        return VlsmPrediction(prob, mask.astype(bool), lg)
+
+    def provenance(self) -> dict:
+        d = super().provenance()
+        d["needs_text"] = False
+        return d
+
+
+def load_cotexnet_folder(folder, cfg: dict, spec, device: str = "cpu"):
+    """A CoTexNet folder written by ``napari-vip finetune --method cotexnet`` (``model.safetensors`` holding
+    ``clipseg.*`` and ``heads.*``, ``config.json`` with the architecture and preprocessing, ``tokenizer/``)."""
+    from pathlib import Path
+
+    from ..checkpoint import load_into, load_state_dict, sha256_file
+    from .build import _clip_tokenizer, _drop_legacy_buffers, _seeded
+    from .sources import weights_file
+
+    folder = Path(folder)
+    from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
+
+    net = _seeded(lambda: CoTexNetNet(CLIPSegForImageSegmentation(CLIPSegConfig(**cfg["clipseg"]))))
+    path = weights_file(folder)
+    state = load_state_dict(path, what=spec.describe())
+    load_into(net, _drop_legacy_buffers(state, net), "CoTexNet (CLIPSeg + CoTexNet heads of the folder's config)", path)
+    sha = sha256_file(path)
+    return CoTexNetVlsmModel(spec, net.to(device).eval(), "clipseg", int(cfg["input_size"]), tuple(cfg["mean"]),
+                             tuple(cfg["std"]), _clip_tokenizer(folder / "tokenizer"), int(cfg["context_length"]), sha,
+                             f"{sha}+cotexnet-cls", method="cotexnet", device=device, needs_text=False,
+                             config={k: cfg[k] for k in ("clipseg", "base", "recipe") if k in cfg})
+
+
+def _register():
+    from .sources import METHOD_LOADERS
+
+    METHOD_LOADERS["cotexnet"] = load_cotexnet_folder
+
+
+_register()
+
+
+# -- the fine-tuning method ----------------------------------------------------------------------------------------
+class CotexnetMethod:
+    """CoTexNet as a method of the VLSM fine-tuning loop (``napari-vip finetune --method cotexnet``).
+
+    The loop's batches are dicts with ``pixel_values`` (B, 3, S, S) or stored ``activations``
+    (:class:`~napari_vip.models.vlsm.ImageActivations` of a :class:`CoTexNetVlsmModel`: ``pooled`` is the class
+    token), the attribute sentence's ``input_ids`` / ``attention_mask`` (B, L), ``mask`` (B, 1, S, S) float, and
+    ``roi_cls`` (B, Dv) (the ROI's class token, :meth:`extras`; computed from ``pixel_values`` and ``mask`` when
+    absent).  Training mixes text and image conditions; :meth:`predict` is text-free.
+
+    Parameters
+    ----------
+    distill_weight : float
+        Weight of the KL term (released 10; 0 switches distillation off).
+    """
+
+    name = "cotexnet"
+    needs_text_at_inference = False
+
+    def __init__(self, distill_weight: float = DISTILL_WEIGHT, temperature: float = KL_TEMPERATURE):
+        self.distill_weight = float(distill_weight)
+        self.temperature = float(temperature)
+        self.last: dict = {}
+
+    def prepare(self, model):
+        """The :class:`CoTexNetVlsmModel` for a loaded CLIPSeg model (new heads), frozen as released."""
+        if not isinstance(model, CoTexNetVlsmModel):
+            model = cotexnet_vlsm(model)
+        model.module.freeze_as_released()
+        model.method = "cotexnet"
+        return model
+
+    def trainable(self, model) -> list:
+        return model.module.freeze_as_released().trainable()
+
+    def extras(self, model, pixel_values, mask) -> dict:
+        """What to store beside a sample's activations: ``{"roi_cls": (B, Dv)}`` of the released ROI input."""
+        return {"roi_cls": model.module.roi_cls(pixel_values, mask)}
+
+    @staticmethod
+    def _features(model, batch) -> VisionFeatures:
+        acts = batch.get("activations")
+        if acts is not None:
+            return VisionFeatures(list(acts.hidden), acts.pooled)
+        return model.module.features(batch["pixel_values"])
+
+    def loss(self, model, batch):
+        """``(loss, logits)``: the released DiceCE on the mask + ``distill_weight`` x KL (:func:`cotexnet_loss`)."""
+        feats = self._features(model, batch)
+        roi = batch.get("roi_cls")
+        if roi is None:
+            roi = model.module.roi_cls(batch["pixel_values"], batch["mask"])
+        out = model.module.cotexnet(feats, batch["input_ids"], batch.get("attention_mask"), roi, use_cls_token=False)
+        total, seg, kl = cotexnet_loss(out.logits, batch["mask"], out.image_embedding, out.text_embedding,
+                                       self.distill_weight, self.temperature)
+        self.last = {"seg_loss": float(seg.detach()), "kl": float(kl.detach()),
+                     "alpha": float(model.module.heads.weight_alpha.detach())}
+        return total, out.logits
+
+    def predict(self, model, batch):
+        """Text-free logits (B, 1, S, S) (the text tower is not called)."""
+        return model.module.cotexnet(self._features(model, batch), use_cls_token=True).logits
+
+    def extra_state(self) -> dict:
+        """The heads live in the model's state dict (``heads.*``); the method keeps only its settings."""
+        return {"distill_weight": self.distill_weight, "kl_temperature": self.temperature}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.distill_weight = float(state.get("distill_weight", self.distill_weight))
+        self.temperature = float(state.get("kl_temperature", self.temperature))
+
+    def default_recipe(self) -> dict:
+        return dict(RELEASED_RECIPE, distill_weight=self.distill_weight)
+
+
+def save_cotexnet_folder(model, folder, recipe: dict | None = None, base: str | None = None,
+                         provenance: dict | None = None):
+    """Write a trained :class:`CoTexNetVlsmModel` as a fine-tuned folder :func:`load_cotexnet_folder` (and
+    ``load_vlsm(VlsmSpec(source=folder))``) reads: ``model.safetensors`` (``clipseg.*`` and ``heads.*``),
+    ``config.json`` (family, method ``cotexnet``, architecture, preprocessing, base, recipe), ``tokenizer/``,
+    ``provenance.json``.  Returns the folder."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    from ... import __version__
+    from ..checkpoint import sha256_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()}
+    save_file(state, str(folder / "model.safetensors"))
+    cfg = {"napari_vip": __version__, "family": "clipseg", "method": "cotexnet", "clipseg": model.config["clipseg"],
+           "input_size": int(model.input_size), "mean": list(model.mean), "std": list(model.std),
+           "context_length": int(model.context_length), "base": base, "recipe": recipe or {}}
+    (folder / "config.json").write_text(json.dumps(cfg, indent=1))
+    model.tokenizer.save_pretrained(str(folder / "tokenizer"))
+    prov = {"napari_vip_version": __version__, "method": "cotexnet", "base": base,
+            "weights_sha256": sha256_file(folder / "model.safetensors"), **(provenance or {})}
+    (folder / "provenance.json").write_text(json.dumps(prov, indent=1, default=str))
+    return folder

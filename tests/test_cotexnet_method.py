@@ -1,0 +1,88 @@
+"""The ``cotexnet`` fine-tuning method on a tiny CLIPSeg: it trains the decoder and heads only (CLIP frozen), its
+loss falls, its predictions are text-free, and a saved folder loads through ``load_vlsm`` as a text-free VLSM."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from vlsm_fixtures import tiny_clipseg_arch, write_arch_json  # noqa: E402
+
+from napari_vip.models.vlsm import VlsmSpec, load_vlsm  # noqa: E402
+from napari_vip.models.vlsm.cotexnet import (  # noqa: E402
+    RELEASED_RECIPE,
+    CotexnetMethod,
+    CoTexNetVlsmModel,
+    save_cotexnet_folder,
+)
+
+SIZE = 64
+
+
+@pytest.fixture
+def base(tmp_path):
+    cfg = write_arch_json(tmp_path / "arch.json", tiny_clipseg_arch(SIZE, patch=8, complex_conv=False), SIZE)
+    return load_vlsm(VlsmSpec("clipseg", untrained=True, config=str(cfg)))
+
+
+def batch(model, n=4, seed=0):
+    rng = np.random.default_rng(seed)
+    imgs = [rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8) for _ in range(n)]
+    mask = torch.zeros((n, 1, SIZE, SIZE))
+    mask[:, :, 8:30, 20:50] = 1
+    tok = model.tokenize(["1 round small red polyp area, located in the top center of the image."] * n)
+    return {"pixel_values": model.preprocess(imgs), "mask": mask, **tok}
+
+
+def test_method_trains_decoder_and_heads_and_predicts_without_text(base, tmp_path):
+    method = CotexnetMethod()
+    assert method.default_recipe()["lr"] == 3e-4 and RELEASED_RECIPE["batch_size"] == 16
+    model = method.prepare(base)
+    assert isinstance(model, CoTexNetVlsmModel) and not model.needs_text and model.method == "cotexnet"
+    assert model.module.clipseg is base.module.clipseg  # shared, not copied
+    params = method.trainable(model)
+    names = {n for n, p in model.module.named_parameters() if any(p is q for q in params)}
+    assert names and all(n.startswith(("clipseg.decoder.", "heads.")) for n in names)
+    assert not any(p.requires_grad for p in model.module.clipseg.clip.parameters())
+    b = batch(model)
+    b.update(method.extras(model, b["pixel_values"], b["mask"]))
+    opt = torch.optim.AdamW(params, lr=3e-3)
+    model.module.train()
+    losses = []
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        for _ in range(8):
+            loss, logits = method.loss(model, b)
+            assert logits.shape == (4, 1, SIZE, SIZE)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    assert set(method.last) == {"seg_loss", "kl", "alpha"}
+    calls = []
+    h = model.module.clipseg.clip.text_model.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        model.module.eval()
+        with torch.no_grad():
+            pred = method.predict(model, {"pixel_values": b["pixel_values"]})
+            acts = model.encode_image(b["pixel_values"])
+            from_store = method.predict(model, {"activations": acts})
+        assert torch.allclose(pred, from_store)
+        img = np.random.default_rng(1).integers(0, 255, (50, 70, 3), dtype=np.uint8)
+        p = model.predict(img)
+        assert p.mask.shape == (50, 70) and p.prob.dtype == np.float32
+        assert calls == []
+    finally:
+        h.remove()
+
+    out = save_cotexnet_folder(model, tmp_path / "ctx", recipe=method.default_recipe(), base="untrained tiny")
+    loaded = load_vlsm(VlsmSpec("clipseg", source=str(out)))
+    assert isinstance(loaded, CoTexNetVlsmModel) and loaded.method == "cotexnet" and not loaded.needs_text
+    assert loaded.provenance()["weights_sha256"] and not loaded.untrained
+    q = loaded.predict(img, "")
+    assert np.allclose(q.logits_model, p.logits_model, atol=1e-5)
+    assert loaded.config["recipe"]["distill_weight"] == 10.0
