@@ -253,3 +253,21 @@ def test_learn_cli_released_preset_records_the_recipe(tmp_path, tiny_clip_checkp
     saved = LearnedPrompts.load(out)
     assert saved.config["preset"] == "released" and saved.config["merge_on"] == "raw"
     assert saved.config["text_form"] == "released"
+
+
+def test_released_recipe_runs_clip_in_half_precision_on_a_gpu(monkeypatch):
+    import napari_vip.models.device as device
+    from napari_vip.models.spec import ModelSpec
+    from napari_vip.models.training import TrainConfig
+    from napari_vip.worker.learn import training_spec
+
+    released, project = TrainConfig.from_preset("released"), TrainConfig()
+    spec = ModelSpec("ViT-B-16", pretrained="openai")
+    assert spec.precision == "auto"
+    monkeypatch.setattr(device, "resolve_device", lambda name="auto": "cuda:0")
+    assert training_spec(spec, released, "auto").precision == "fp16"
+    assert training_spec(spec, project, "auto") == spec  # the project's recipe keeps the model's choice
+    chosen = ModelSpec("ViT-B-16", pretrained="openai", precision="bf16")
+    assert training_spec(chosen, released, "auto") == chosen  # an explicit choice wins
+    monkeypatch.setattr(device, "resolve_device", lambda name="auto": "cpu")
+    assert training_spec(spec, released, "cpu").precision == "fp32"
