@@ -25,10 +25,11 @@ os.environ.setdefault("NAPARI_VIP_AUTOSAVE", tempfile.mkdtemp(prefix="napari-vip
 #: canvas does.  Qt aborts the process when a display is set but its platform plugin cannot load (Qt 6.5+ needs
 #: libxcb-cursor0 and other xcb libraries), so this must never run in the test process itself.
 DISPLAY_PROBE = """
+import qtpy
 from qtpy.QtWidgets import QApplication
 app = QApplication([])
 from vispy import app as vispy_app
-vispy_app.use_app("qt")
+vispy_app.use_app(qtpy.API_NAME.lower())
 from vispy.gloo import gl
 from vispy.scene import SceneCanvas
 canvas = SceneCanvas(show=True, size=(32, 32))
