@@ -13,6 +13,7 @@ from napari_vip.models.llm_descriptors import LlmConfig
 from napari_vip.models.sam import SamSpec
 from napari_vip.models.sam2_family import Sam2Spec
 from napari_vip.models.spec import ModelSpec
+from napari_vip.models.vlsm.spec import VlsmSpec
 from napari_vip.serve import wire
 from napari_vip.serve.wire import WIRE_TYPES, WireError, decode, encode, pack, unpack
 from napari_vip.worker import attention as A
@@ -21,6 +22,7 @@ from napari_vip.worker import concepts as K
 from napari_vip.worker import learn as L
 from napari_vip.worker import segment as S
 from napari_vip.worker import selftest as T
+from napari_vip.worker import vlsm as V
 from napari_vip.worker.engine import request_types
 from napari_vip.worker.protocol import Provenance
 
@@ -67,6 +69,10 @@ SAMPLES = [
                         [{"step": "sam", "untrained": True}]),
     L.LearnRequest("/data", MODEL, None, "vip", True, {"a": ["x"]}, None, {"epochs": 2}),
     L.LearnResult("vip", None, ["a"], {"vip": {"accuracy": 1.0}}, {"vip": []}, {"train": [1]}, {"n": 2}, {}, PROV),
+    VlsmSpec("clipseg", source="CIDAS/clipseg-rd64-refined"),
+    V.VlsmSegmentRequest(RGB, "one small polyp", VlsmSpec("clipseg", untrained=True), refine_sam=True, sam=SAM),
+    V.VlsmSegmentResult("one small polyp", SEG, np.zeros((5, 7), np.float32), np.zeros((5, 7), bool),
+                        [{"step": "vlsm", "untrained": True}], ["a note"]),
 ]
 
 

@@ -1,5 +1,6 @@
 """``napari-vip segment IMAGE --box X0 Y0 X1 Y1 [--point X Y --positive|--negative]... --sam-checkpoint PATH
---sam-arch sam2.1_hiera_t|vit_b [--medsam] [--untrained] --out MASK.png --json``."""
+--sam-arch sam2.1_hiera_t|vit_b [--medsam] [--untrained] --out MASK.png --json``; ``--text "..." --vlsm clipseg
+[--vlsm-checkpoint DIR] [--refine-sam]`` segments what the text names with a VLSM."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from .common import (
     untrained_warning,
 )
 from .sam_args import add_sam_args, sam_spec_from_args
+from .vlsm_args import add_vlsm_args, run_vlsm_segment
 
 
 class _PointAction(argparse.Action):
@@ -80,6 +82,7 @@ def add_parser(sub) -> None:
                    help="label image of the best mask(s): object k has value k (PNG, TIFF or .npy)")
     p.add_argument("--sidecar", metavar="JSON", default=None,
                    help="annotations sidecar JSON (default: next to --out, same name + .json)")
+    add_vlsm_args(p)
     add_window_args(p)
     add_sam_args(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -107,6 +110,10 @@ def run(args) -> int:
         args.index = (args.slice,)
     image = model_image(args)
     points = args.points or []
+    if args.vlsm or args.vlsm_checkpoint or args.vlsm_untrained or args.refine_sam:
+        if args.text is None or not args.vlsm:
+            raise VipInputError("A VLSM segments what --text names: give --text \"...\" and --vlsm FAMILY.")
+        return run_vlsm_segment(args, image)
     text_result = None
     if args.text is not None:
         if args.box or points:

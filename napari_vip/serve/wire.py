@@ -34,6 +34,7 @@ WIRE_TYPES = {
     "ModelSpec": "napari_vip.models.spec:ModelSpec",
     "SamSpec": "napari_vip.models.sam:SamSpec",
     "Sam2Spec": "napari_vip.models.sam2_family:Sam2Spec",
+    "VlsmSpec": "napari_vip.models.vlsm.spec:VlsmSpec",
     "Focus": "napari_vip.core.focus:Focus",
     "RegionPrompt": "napari_vip.core.text_region:RegionPrompt",
     "RegionConcepts": "napari_vip.core.region_concepts:RegionConcepts",
@@ -49,6 +50,7 @@ WIRE_TYPES = {
     "SegmentRequest": "napari_vip.worker.segment:SegmentRequest",
     "TextSegmentRequest": "napari_vip.worker.segment:TextSegmentRequest",
     "LearnRequest": "napari_vip.worker.learn:LearnRequest",
+    "VlsmSegmentRequest": "napari_vip.worker.vlsm:VlsmSegmentRequest",
     # results
     "SelfTestResult": "napari_vip.worker.selftest:SelfTestResult",
     "ClassifyResult": "napari_vip.worker.classify:ClassifyResult",
@@ -63,6 +65,7 @@ WIRE_TYPES = {
     "SegmentResult": "napari_vip.worker.segment:SegmentResult",
     "TextSegmentResult": "napari_vip.worker.segment:TextSegmentResult",
     "LearnResult": "napari_vip.worker.learn:LearnResult",
+    "VlsmSegmentResult": "napari_vip.worker.vlsm:VlsmSegmentResult",
 }
 
 #: Request types the wire does not carry, and why: the server is for interactive requests of one image.

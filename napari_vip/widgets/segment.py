@@ -46,6 +46,7 @@ from .dock import VipDock
 from .form_rows import button, hbox
 from .layer_choice import ImageLayerChooser
 from .sam_picker import SamPicker
+from .segment_vlsm import VlsmRow
 from .segment_volume import VolumeRow, autosave_annotations
 from .visibility import enclosing_dock, in_view
 from .worker_bridge import notify_failure
@@ -108,6 +109,7 @@ class SegmentWidget(VipDock):
         self.text.returnPressed.connect(self.text_to_mask)
         self.clip_model = ModelPicker()
         self.text_btn = button("Text → mask", self.text_to_mask)
+        self.vlsm = VlsmRow(self)  # CLIPSeg / BiomedCLIPSeg / fine-tuned VLSMs beside similarity -> SAM
 
         src = QGroupBox("Image and model")
         sf = QFormLayout(src)
@@ -121,9 +123,10 @@ class SegmentWidget(VipDock):
         pf = QVBoxLayout(prompts)
         for w in (self.positive, self.multimask, self.refine, self.auto, self.segment_btn, self.all_btn):
             pf.addWidget(w)
-        text_box = QGroupBox("Text to mask: phrase -> CLIP similarity map -> best region -> SAM")
+        text_box = QGroupBox("Text to mask: a VLSM, or CLIP similarity map -> best region -> SAM")
         tf = QFormLayout(text_box)
         tf.addRow("phrase", self.text)
+        tf.addRow(self.vlsm)
         tf.addRow(self.clip_model)
         tf.addRow(self.text_btn)
         objects = QGroupBox("Candidate and annotations")
@@ -356,6 +359,8 @@ class SegmentWidget(VipDock):
 
     def text_to_mask(self) -> int | None:
         """Segment what the typed phrase names; the heatmap goes to "VIP text heatmap"."""
+        if self.vlsm.active():
+            return self.vlsm.submit()
         try:
             layer = self.image_layer()
             image, sig, window, invert = self.model_image(layer)
