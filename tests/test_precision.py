@@ -167,3 +167,22 @@ def test_server_precision_replaces_the_requests(tiny_clip_arch, image):
     admitted = ServerPolicy(precision="fp32").admit(seg)
     assert admitted.model.precision == "fp32" and admitted.clip.precision == "fp32"
     assert ServerPolicy().admit(req).model.precision == "auto"
+
+
+def test_docks_device_rows_choose_the_precision(qtbot):
+    from napari_vip.widgets.model_picker import ModelPicker
+    from napari_vip.widgets.sam_picker import SamPicker
+
+    clip, sam = ModelPicker(), SamPicker()
+    qtbot.addWidget(clip)
+    qtbot.addWidget(sam)
+    assert clip.spec().precision == sam.spec().precision == "auto"
+    assert [clip.precision.itemText(i) for i in range(clip.precision.count())] == list(P.PRECISIONS)
+    with qtbot.waitSignal(clip.changed):
+        clip.precision.setCurrentText("bf16")
+    clip.set_untrained()
+    assert clip.spec().precision == "bf16" and clip.spec().untrained
+    sam.precision.setCurrentText("fp16")
+    assert sam.spec().precision == "fp16"
+    sam.arch.setCurrentText("vit_b")
+    assert isinstance(sam.spec(), SamSpec) and sam.spec().precision == "fp16"

@@ -3,7 +3,30 @@ buttons and rows."""
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
+from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QWidget
+
+
+def precision_combo():
+    """A combo box of the precisions a model may run in (:data:`napari_vip.models.precision.PRECISIONS`), ``auto``
+    first, with a tooltip on what ``auto`` picks."""
+    from ..models.precision import PRECISIONS
+
+    combo = QComboBox()
+    combo.addItems(list(PRECISIONS))
+    combo.setToolTip("auto: bfloat16 on CPUs with AMX or AVX-512-BF16, bfloat16/float16 on CUDA GPUs, else float32; "
+                     "results record the precision used")
+    return combo
+
+
+def device_row(device, precision) -> QWidget:
+    """The device combo and the precision combo side by side, without margins (one form row)."""
+    row = QWidget()
+    lay = QHBoxLayout(row)
+    lay.setContentsMargins(0, 0, 0, 0)
+    lay.addWidget(device, 2)
+    lay.addWidget(QLabel("precision"))
+    lay.addWidget(precision, 1)
+    return row
 
 
 def browse_row(edit, on_browse) -> QWidget:

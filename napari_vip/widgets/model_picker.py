@@ -1,4 +1,4 @@
-"""Choosing a CLIP model: hub default, pretrained tag, local checkpoint or untrained; and a device."""
+"""Choosing a CLIP model: hub default, pretrained tag, local checkpoint or untrained; a device and a precision."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QLineEdit, QWidget
 
 from ..models.spec import DEFAULT_CLIP_ARCH, DEFAULT_UNTRAINED_ARCH, ModelSpec
-from .form_rows import browse_row, warning_label
+from .form_rows import browse_row, device_row, precision_combo, warning_label
 from .remote_server import device_combo
 
 SOURCES = ("hub (BiomedCLIP)", "pretrained tag", "checkpoint file", "untrained (random weights)")
@@ -30,6 +30,7 @@ class ModelPicker(QWidget):
         self.path = QLineEdit()
         self.path.setPlaceholderText(".pt / .pth / .bin / .safetensors")
         self.device = device_combo()
+        self.precision = precision_combo()
         self.warning = warning_label(UNTRAINED_WARNING)
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
@@ -37,13 +38,14 @@ class ModelPicker(QWidget):
         form.addRow("architecture", self.arch)
         form.addRow("tag", self.tag)
         form.addRow("checkpoint", browse_row(self.path, self._browse))
-        form.addRow("device", self.device)
+        form.addRow("device", device_row(self.device, self.precision))
         form.addRow(self.warning)
         self._form = form
         self.source.currentTextChanged.connect(self._on_source)
         for w in (self.arch, self.tag, self.path):
             w.textChanged.connect(self.changed)
         self.device.currentTextChanged.connect(self.changed)
+        self.precision.currentTextChanged.connect(self.changed)
         self._on_source(self.source.currentText())
 
     def _browse(self) -> None:
@@ -79,13 +81,14 @@ class ModelPicker(QWidget):
         """The chosen spec; raises VipInputError for an incomplete choice."""
         source = self.source.currentText()
         arch = self.arch.text().strip()
+        precision = self.precision.currentText()
         if source.startswith("hub"):
-            return ModelSpec(DEFAULT_CLIP_ARCH)
+            return ModelSpec(DEFAULT_CLIP_ARCH, precision=precision)
         if source == "pretrained tag":
-            return ModelSpec(arch, pretrained=self.tag.text().strip() or None)
+            return ModelSpec(arch, pretrained=self.tag.text().strip() or None, precision=precision)
         if source == "checkpoint file":
-            return ModelSpec(arch, checkpoint=self.path.text().strip() or None)
-        return ModelSpec(arch, untrained=True)
+            return ModelSpec(arch, checkpoint=self.path.text().strip() or None, precision=precision)
+        return ModelSpec(arch, untrained=True, precision=precision)
 
     def device_name(self) -> str:
         return self.device.currentText()

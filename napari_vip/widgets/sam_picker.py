@@ -7,7 +7,7 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QFormLayout, QLine
 
 from ..models.sam import SAM_ARCHS, SamSpec
 from ..models.sam2_family import DEFAULT_SAM2_ARCH, SAM2_ARCHS, Sam2Spec, is_sam2_arch
-from .form_rows import browse_row, warning_label
+from .form_rows import browse_row, device_row, precision_combo, warning_label
 from .remote_server import device_combo
 
 SAM_SOURCES = ("untrained (random weights)", "checkpoint file")
@@ -54,6 +54,7 @@ class SamPicker(QWidget):
         self.medsam = QCheckBox("MedSAM (its own normalisation)")
         self.about = warning_label("")  # two lines: what the architecture costs and does
         self.device = device_combo()
+        self.precision = precision_combo()
         self.warning = warning_label(UNTRAINED_WARNING)
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
@@ -62,7 +63,7 @@ class SamPicker(QWidget):
         form.addRow(self.about)
         form.addRow("checkpoint", browse_row(self.path, self._browse))
         form.addRow("", self.medsam)
-        form.addRow("device", self.device)
+        form.addRow("device", device_row(self.device, self.precision))
         form.addRow(self.warning)
         self.source.currentTextChanged.connect(self._on_source)
         self.arch.currentTextChanged.connect(self._on_arch)
@@ -110,9 +111,11 @@ class SamPicker(QWidget):
         arch = self.arch.currentText().strip()
         untrained = self.source.currentText() != "checkpoint file"
         checkpoint = None if untrained else (self.path.text().strip() or None)
+        precision = self.precision.currentText()
         if is_sam2_arch(arch):
-            return Sam2Spec(arch, checkpoint=checkpoint, untrained=untrained)
-        return SamSpec(arch, checkpoint=checkpoint, medsam=self.medsam.isChecked(), untrained=untrained)
+            return Sam2Spec(arch, checkpoint=checkpoint, untrained=untrained, precision=precision)
+        return SamSpec(arch, checkpoint=checkpoint, medsam=self.medsam.isChecked(), untrained=untrained,
+                       precision=precision)
 
     def device_name(self) -> str:
         return self.device.currentText()
