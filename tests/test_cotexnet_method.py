@@ -86,3 +86,26 @@ def test_method_trains_decoder_and_heads_and_predicts_without_text(base, tmp_pat
     q = loaded.predict(img, "")
     assert np.allclose(q.logits_model, p.logits_model, atol=1e-5)
     assert loaded.config["recipe"]["distill_weight"] == 10.0
+
+
+def test_segment_cli_with_a_cotexnet_folder_needs_no_text(base, tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    from napari_vip.cli.main import main
+
+    method = CotexnetMethod()
+    model = method.prepare(base)
+    out = save_cotexnet_folder(model, tmp_path / "ctx", recipe=method.default_recipe())
+    img = np.random.default_rng(2).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "img.png")
+    rc = main(["segment", str(tmp_path / "img.png"), "--vlsm-checkpoint", str(out), "--out",
+               str(tmp_path / "mask.png"), "--json"])
+    got = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert got["steps"][0]["method"] == "cotexnet" and got["steps"][0]["needs_text"] is False
+    assert got["text"] == ""
+    assert (tmp_path / "mask.png").is_file()
+    expected = model.predict(img).mask
+    assert int(expected.sum()) == got["steps"][0]["area"]

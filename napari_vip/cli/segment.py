@@ -111,8 +111,13 @@ def run(args) -> int:
     image = model_image(args)
     points = args.points or []
     if args.vlsm or args.vlsm_checkpoint or args.vlsm_untrained or args.refine_sam:
+        from ..models.vlsm.spec import text_free_source
+
+        if args.text is None and args.vlsm_checkpoint and text_free_source(args.vlsm_checkpoint):
+            args.text, args.vlsm = "", args.vlsm or "clipseg"  # CoTexNet: segments what it learned, without text
         if args.text is None or not args.vlsm:
-            raise VipInputError("A VLSM segments what --text names: give --text \"...\" and --vlsm FAMILY.")
+            raise VipInputError("A VLSM segments what --text names: give --text \"...\" and --vlsm FAMILY (a folder "
+                                "written by napari-vip finetune --method cotexnet needs neither).")
         return run_vlsm_segment(args, image)
     text_result = None
     if args.text is not None:

@@ -33,6 +33,17 @@ def source_kind(source: str) -> str:
                         f"a hub id such as {CLIPSEG_HUB_ID} (needs the network).")
 
 
+def text_free_source(source) -> bool:
+    """Whether ``source`` is a fine-tuned folder whose method segments without text (CoTexNet)."""
+    import json
+
+    p = Path(str(source)).expanduser() / "config.json"
+    try:
+        return p.is_file() and json.loads(p.read_text()).get("method") == "cotexnet"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _is_ours(path: Path) -> bool:
     import json
 
