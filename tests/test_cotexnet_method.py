@@ -109,3 +109,38 @@ def test_segment_cli_with_a_cotexnet_folder_needs_no_text(base, tmp_path, capsys
     assert (tmp_path / "mask.png").is_file()
     expected = model.predict(img).mask
     assert int(expected.sum()) == got["steps"][0]["area"]
+
+
+def test_evaluate_seg_lists_cotexnet_beside_clipseg(base, tmp_path, capsys):
+    """One command compares zero-shot CLIPSeg and a CoTexNet folder; CoTexNet's row is the same for every prompt
+    type (it reads no text)."""
+    import json
+
+    from PIL import Image
+    from vlsm_fixtures import save_clipseg_folder
+
+    from napari_vip.cli.main import main
+
+    clipseg_dir = save_clipseg_folder(tmp_path / "clipseg", tiny_clipseg_arch(SIZE, patch=8, complex_conv=False),
+                                      input_size=SIZE)
+    ctx = save_cotexnet_folder(CotexnetMethod().prepare(load_vlsm(VlsmSpec("clipseg", source=str(clipseg_dir)))),
+                               tmp_path / "ctx")
+    rows = ["image,mask,split,p0,p1"]
+    for i in range(3):
+        img = np.zeros((32, 40, 3), np.uint8)
+        img[4 + i:16 + i, 6:20, 0] = 255
+        m = (img[..., 0] > 0).astype(np.uint8) * 255
+        Image.fromarray(img).save(tmp_path / f"i{i}.png")
+        Image.fromarray(m).save(tmp_path / f"m{i}.png")
+        rows.append(f"i{i}.png,m{i}.png,test,,polyp")
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    rc = main(["evaluate-seg", str(tmp_path / "d.csv"), "--models", f"zero-shot=clipseg:{clipseg_dir}",
+               f"cotexnet={ctx}", "--prompts", "p0", "p1", "--bootstrap", "5", "--device", "cpu",
+               "--out", str(tmp_path / "out"), "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    d = json.loads(out)
+    assert set(d["table"]) == {"zero-shot", "cotexnet"}
+    assert d["table"]["cotexnet"]["p0"]["dice"] == d["table"]["cotexnet"]["p1"]["dice"]
+    methods = {m["label"]: m["provenance"].get("method") for m in d["models"]}
+    assert methods["cotexnet"] == "cotexnet"
