@@ -41,14 +41,13 @@ def test_method_trains_decoder_and_heads_and_predicts_without_text(base, tmp_pat
     method = CotexnetMethod()
     assert method.default_recipe()["lr"] == 3e-4 and RELEASED_RECIPE["batch_size"] == 16
     model = method.prepare(base)
-    assert isinstance(model, CoTexNetVlsmModel) and not model.needs_text and model.method == "cotexnet"
+    assert isinstance(model, CoTexNetVlsmModel) and not model.needs_text and model is base
     assert model.module.clipseg is base.module.clipseg  # shared, not copied
     params = method.trainable(model)
     names = {n for n, p in model.module.named_parameters() if any(p is q for q in params)}
     assert names and all(n.startswith(("clipseg.decoder.", "heads.")) for n in names)
     assert not any(p.requires_grad for p in model.module.clipseg.clip.parameters())
     b = batch(model)
-    b.update(method.extras(model, b["pixel_values"], b["mask"]))
     opt = torch.optim.AdamW(params, lr=3e-3)
     model.module.train()
     losses = []

@@ -400,13 +400,16 @@ _register()
 
 # -- the fine-tuning method ----------------------------------------------------------------------------------------
 class CotexnetMethod:
-    """CoTexNet as a method of the VLSM fine-tuning loop (``napari-vip finetune --method cotexnet``).
+    """CoTexNet as a method of the VLSM fine-tuning loop (:func:`napari_vip.models.vlsm.finetune.finetune`,
+    ``napari-vip finetune --method cotexnet``).
 
-    The loop's batches are dicts with ``pixel_values`` (B, 3, S, S) or stored ``activations``
-    (:class:`~napari_vip.models.vlsm.ImageActivations` of a :class:`CoTexNetVlsmModel`: ``pooled`` is the class
-    token), the attribute sentence's ``input_ids`` / ``attention_mask`` (B, L), ``mask`` (B, 1, S, S) float, and
-    ``roi_cls`` (B, Dv) (the ROI's class token, :meth:`extras`; computed from ``pixel_values`` and ``mask`` when
-    absent).  Training mixes text and image conditions; :meth:`predict` is text-free.
+    Batches are the loop's dicts: ``pixel_values`` (B, 3, S, S) or stored ``activations`` (the hidden states
+    at the decoder's layers), the attribute sentence's ``input_ids`` / ``attention_mask`` (B, L) (the loop draws
+    the prompt type ``recipe.prompt``; the sentences are the items' prompts under :data:`PROMPT_KEY`), ``mask``
+    (B, 1, S, S) float and ``items``.  The class token of each image and of its ROI (the released ROI input) are
+    computed once per sample and run by the frozen encoder and kept in memory (``cls`` / ``roi_cls`` in a batch
+    override them).  Training mixes text and image conditions; in eval mode (the loop's validation, as the released
+    ``evaluate``) and in :meth:`predict` the prediction is text-free.
 
     Parameters
     ----------
@@ -415,42 +418,69 @@ class CotexnetMethod:
     """
 
     name = "cotexnet"
-    needs_text_at_inference = False
 
     def __init__(self, distill_weight: float = DISTILL_WEIGHT, temperature: float = KL_TEMPERATURE):
         self.distill_weight = float(distill_weight)
         self.temperature = float(temperature)
         self.last: dict = {}
+        self._tokens: dict[str, tuple] = {}
 
     def prepare(self, model):
-        """The :class:`CoTexNetVlsmModel` for a loaded CLIPSeg model (new heads), frozen as released."""
+        """``model`` as a :class:`CoTexNetVlsmModel` (changed in place when it is a plain CLIPSeg model: new heads
+        around the same CLIPSeg), frozen as released; returns it."""
         if not isinstance(model, CoTexNetVlsmModel):
-            model = cotexnet_vlsm(model)
+            from ...core.errors import VipInputError
+
+            if model.family != "clipseg":
+                raise VipInputError(f"CoTexNet builds on CLIPSeg (as released); {model.family} is not CLIPSeg. "
+                                    "Choose --model clipseg.")
+            model.module = CoTexNetNet(model.module.clipseg).to(model.device)
+            model.__class__ = CoTexNetVlsmModel
+            model.needs_text = False
+            model.weights_id = f"{model.weights_id}+cotexnet-cls"
         model.module.freeze_as_released()
-        model.method = "cotexnet"
         return model
 
     def trainable(self, model) -> list:
-        return model.module.freeze_as_released().trainable()
+        return self.prepare(model).module.trainable()
 
-    def extras(self, model, pixel_values, mask) -> dict:
-        """What to store beside a sample's activations: ``{"roi_cls": (B, Dv)}`` of the released ROI input."""
-        return {"roi_cls": model.module.roi_cls(pixel_values, mask)}
+    def _class_tokens(self, model, batch):
+        """``(cls (B, Dv), roi_cls (B, Dv))`` for the batch's items, computed once per sample."""
+        if batch.get("cls") is not None and batch.get("roi_cls") is not None:
+            return batch["cls"], batch["roi_cls"]
+        px, mask = batch.get("pixel_values"), batch["mask"]
+        items = batch.get("items")
+        keys = [getattr(it, "sample_id", None) for it in items] if items else None
+        if keys is None or any(k is None or k not in self._tokens for k in keys):
+            if px is None:
+                px = model.preprocess([it.load()[0] for it in items])
+            feats = model.module.features(px)
+            roi = model.module.roi_cls(px, mask)
+            if keys is None:
+                return feats.cls, roi
+            for k, c, r in zip(keys, feats.cls, roi):
+                self._tokens[k] = (c.detach(), r.detach())
+        cls = torch.stack([self._tokens[k][0] for k in keys])
+        roi = torch.stack([self._tokens[k][1] for k in keys])
+        return cls, roi
 
-    @staticmethod
-    def _features(model, batch) -> VisionFeatures:
+    def _features(self, model, batch, cls) -> VisionFeatures:
         acts = batch.get("activations")
         if acts is not None:
-            return VisionFeatures(list(acts.hidden), acts.pooled)
-        return model.module.features(batch["pixel_values"])
+            hidden = acts.hidden if hasattr(acts, "hidden") else acts
+            return VisionFeatures(list(hidden), cls)
+        return VisionFeatures(model.module.features(batch["pixel_values"]).activations, cls)
 
     def loss(self, model, batch):
-        """``(loss, logits)``: the released DiceCE on the mask + ``distill_weight`` x KL (:func:`cotexnet_loss`)."""
-        feats = self._features(model, batch)
-        roi = batch.get("roi_cls")
-        if roi is None:
-            roi = model.module.roi_cls(batch["pixel_values"], batch["mask"])
-        out = model.module.cotexnet(feats, batch["input_ids"], batch.get("attention_mask"), roi, use_cls_token=False)
+        """``(loss, logits)``: the released DiceCE on the mask + ``distill_weight`` x KL (:func:`cotexnet_loss`).
+
+        In training mode the decoder sees the mixed condition; in eval mode (validation) the logits are the
+        text-free ones and the loss is computed on them, as the released ``evaluate`` does."""
+        cls, roi = self._class_tokens(model, batch)
+        feats = self._features(model, batch, cls)
+        training = model.module.training
+        out = model.module.cotexnet(feats, batch["input_ids"], batch.get("attention_mask"), roi,
+                                    use_cls_token=not training)
         total, seg, kl = cotexnet_loss(out.logits, batch["mask"], out.image_embedding, out.text_embedding,
                                        self.distill_weight, self.temperature)
         self.last = {"seg_loss": float(seg.detach()), "kl": float(kl.detach()),
@@ -459,7 +489,16 @@ class CotexnetMethod:
 
     def predict(self, model, batch):
         """Text-free logits (B, 1, S, S) (the text tower is not called)."""
-        return model.module.cotexnet(self._features(model, batch), use_cls_token=True).logits
+        acts = batch.get("activations")
+        if acts is not None and batch.get("cls") is None and hasattr(acts, "pooled"):
+            cls = acts.pooled  # a CoTexNetVlsmModel's ImageActivations carry the class token there
+        else:
+            cls = self._class_tokens(model, batch)[0] if acts is not None else None
+        if cls is None:
+            feats = model.module.features(batch["pixel_values"])
+        else:
+            feats = self._features(model, batch, cls)
+        return model.module.cotexnet(feats, use_cls_token=True).logits
 
     def extra_state(self) -> dict:
         """The heads live in the model's state dict (``heads.*``); the method keeps only its settings."""
@@ -471,6 +510,10 @@ class CotexnetMethod:
 
     def default_recipe(self) -> dict:
         return dict(RELEASED_RECIPE, distill_weight=self.distill_weight)
+
+
+#: The prompt type under which a fine-tuning item carries its CoTexNet sentence.
+PROMPT_KEY = "cotexnet"
 
 
 def save_cotexnet_folder(model, folder, recipe: dict | None = None, base: str | None = None,
