@@ -241,3 +241,36 @@ def test_evaluation_auroc_within_0005_and_stores_apart(evaluation, low):
         assert abs(ref.metrics[cond]["auroc"] - res.metrics[cond]["auroc"]) <= 0.005, cond
     assert res.provenance.precision == low
     assert evaluation(low, again=True).embedded == 0  # each precision finds its own embeddings in the store
+
+
+# -- prompt learning: the frozen image tower in the precision, the text tower and every trained tensor float32 ----
+def test_prompt_learning_follows_float32(tmp_path, tiny_clip_checkpoint, capsys, low):
+    import json
+
+    from PIL import Image
+
+    from napari_vip.cli.main import main
+
+    arch, ckpt = tiny_clip_checkpoint
+    rng = np.random.default_rng(0)
+    for name, base in (("dark", 0), ("bright", 180)):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray(rng.integers(base, base + 76, (32, 32)).astype(np.uint8)).save(
+                tmp_path / "data" / name / f"{i}.png")
+    lib = tmp_path / "lib.json"
+    lib.write_text(json.dumps({"version": 1, "classes": {"dark": ["a dark image", "black"],
+                                                         "bright": ["a bright image", "white"]}}))
+    runs = {}
+    for p in ("fp32", low):
+        out = tmp_path / f"{p}.pt"
+        assert main(["learn", str(tmp_path / "data"), "--model", arch, "--checkpoint", ckpt, "--device", "cpu",
+                     "--precision", p, "--descriptors", str(lib), "--method", "vip", "--epochs", "2",
+                     "--batch-size", "8", "--out", str(out), "--json"]) == 0
+        runs[p] = json.loads(capsys.readouterr().out)
+        assert runs[p]["provenance"]["precision"] == p
+        saved = torch.load(out, weights_only=True)["tensors"]
+        assert saved and all(t.dtype == torch.float32 for t in saved.values())  # float32 master weights
+    ref = [h["train_loss"] for h in runs["fp32"]["histories"]["vip"]]
+    got = [h["train_loss"] for h in runs[low]["histories"]["vip"]]
+    np.testing.assert_allclose(got, ref, rtol=0.02, atol=1e-3)
