@@ -46,6 +46,7 @@ from .dock import VipDock
 from .form_rows import button, hbox
 from .layer_choice import ImageLayerChooser
 from .sam_picker import SamPicker
+from .segment_learned import LearnedRow
 from .segment_vlsm import VlsmRow
 from .segment_volume import VolumeRow, autosave_annotations
 from .visibility import enclosing_dock, in_view
@@ -110,6 +111,7 @@ class SegmentWidget(VipDock):
         self.clip_model = ModelPicker()
         self.text_btn = button("Text → mask", self.text_to_mask)
         self.vlsm = VlsmRow(self)  # CLIPSeg / BiomedCLIPSeg / fine-tuned VLSMs beside similarity -> SAM
+        self.learned = LearnedRow(self)  # a text-free model (CoTexNet): segment as learned, no phrase
 
         src = QGroupBox("Image and model")
         sf = QFormLayout(src)
@@ -129,6 +131,7 @@ class SegmentWidget(VipDock):
         tf.addRow(self.vlsm)
         tf.addRow(self.clip_model)
         tf.addRow(self.text_btn)
+        tf.addRow(self.learned)
         objects = QGroupBox("Candidate and annotations")
         of = QVBoxLayout(objects)
         for pair in ((self.next_btn, self.commit_btn), (self.undo_btn, self.clear_btn), (self.save_btn, self.load_btn)):

@@ -1,0 +1,55 @@
+"""The segment dock's "Segment as learned": a CoTexNet folder segments the plane in view without a phrase; the
+mask is the dock's candidate (commit, undo) and the provenance says cotexnet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("transformers")
+
+
+@pytest.fixture
+def dock(make_viewer, qtbot, tiny_sam_arch, tmp_path, monkeypatch):
+    from napari_vip.widgets.segment import SegmentWidget
+
+    monkeypatch.setenv("NAPARI_VIP_CACHE", str(tmp_path / "cache"))
+    viewer = make_viewer()
+    img = np.zeros((48, 64, 3), np.uint8)
+    img[10:30, 20:50] = (230, 120, 150)
+    viewer.add_image(img, name="endoscopy", rgb=True)
+    widget = SegmentWidget(viewer)
+    widget.model.set_untrained(tiny_sam_arch)
+    widget.model.device.setCurrentText("cpu")
+    yield viewer, widget
+    widget.bridge.shutdown()
+
+
+def test_segment_as_learned_without_a_phrase(dock, qtbot, tmp_path):
+    from vlsm_fixtures import tiny_clipseg_arch, write_arch_json
+
+    from napari_vip.models.vlsm import VlsmSpec, load_vlsm
+    from napari_vip.models.vlsm.cotexnet import CotexnetMethod, save_cotexnet_folder
+    from napari_vip.widgets.segment import CURRENT_LAYER
+
+    viewer, widget = dock
+    cfg = write_arch_json(tmp_path / "arch.json", tiny_clipseg_arch(64, patch=8, complex_conv=False), 64)
+    model = CotexnetMethod().prepare(load_vlsm(VlsmSpec("clipseg", untrained=True, config=str(cfg))))
+    with __import__("torch").no_grad():  # a bias that makes the untrained decoder's mask non-empty
+        model.module.heads.mean.fill_(0.0)
+    folder = save_cotexnet_folder(model, tmp_path / "ctx")
+    widget.learned.folder.setText(str(tmp_path))  # not a CoTexNet folder: refused with a message
+    assert widget.learned.submit() is None and "not a text-free model" in widget.status.text()
+    widget.learned.folder.setText(str(folder))
+    assert widget.text.text() == ""
+    assert widget.learned.submit() is not None
+    qtbot.waitUntil(lambda: widget.last_text_result is not None, timeout=120_000)
+    res = widget.last_text_result
+    want = load_vlsm(VlsmSpec("clipseg", source=str(folder))).predict(viewer.layers["endoscopy"].data)
+    assert np.array_equal(viewer.layers[CURRENT_LAYER].data > 0, want.mask)
+    assert res.steps[0]["method"] == "cotexnet" and res.text == ""
+    assert "cotexnet" in widget.status.text()
+    if want.mask.any():
+        assert widget.commit() == [1]
+        assert widget.store.records[1].source == "text"
+        assert widget.undo() == 1
