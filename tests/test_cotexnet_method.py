@@ -143,3 +143,28 @@ def test_evaluate_seg_lists_cotexnet_beside_clipseg(base, tmp_path, capsys):
     assert d["table"]["cotexnet"]["p0"]["dice"] == d["table"]["cotexnet"]["p1"]["dice"]
     methods = {m["label"]: m["provenance"].get("method") for m in d["models"]}
     assert methods["cotexnet"] == "cotexnet"
+
+
+def test_sentences_for_items_from_csv_prompt_or_mask(tmp_path):
+    from types import SimpleNamespace
+
+    from napari_vip.core.errors import VipInputError
+    from napari_vip.core.region_attributes import SentenceRow, mask_attributes, write_sentence_csv
+    from napari_vip.models.vlsm.cotexnet import PROMPT_KEY, RECIPE_DEFAULTS, make_method
+
+    img = np.zeros((40, 40, 3), np.uint8)
+    m = np.zeros((40, 40), bool)
+    m[5:15, 25:35] = True
+    img[m] = (220, 40, 40)
+    item = SimpleNamespace(sample_id="a", prompts={"p1": "polyp"}, load=lambda: (img, m))
+    csv = write_sentence_csv(tmp_path / "s.csv", [SentenceRow("a", "1 flat pale polyp area, located in the top "
+                                                                    "right of the image.")])
+    assert make_method(None, None, sentences=str(csv)).text_for(item).startswith("1 flat pale")
+    method = make_method(None, None, keyword="polyp area", distill_weight=0.0)
+    assert method.distill_weight == 0.0
+    assert method.text_for(item) == mask_attributes(img, m).sentence("polyp area")
+    given = SimpleNamespace(sample_id="b", prompts={PROMPT_KEY: "1 round polyp area"}, load=None)
+    assert method.text_for(given) == "1 round polyp area"
+    with pytest.raises(VipInputError, match="--keyword"):
+        make_method().text_for(SimpleNamespace(sample_id="c", prompts={}, load=None))
+    assert RECIPE_DEFAULTS["lr"] == 3e-4 and RECIPE_DEFAULTS["batch_size"] == 16 and RECIPE_DEFAULTS["seed"] == 666

@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from .nets import ClipSegNet
@@ -419,11 +420,50 @@ class CotexnetMethod:
 
     name = "cotexnet"
 
-    def __init__(self, distill_weight: float = DISTILL_WEIGHT, temperature: float = KL_TEMPERATURE):
+    def __init__(self, distill_weight: float = DISTILL_WEIGHT, temperature: float = KL_TEMPERATURE,
+                 keyword: str | None = None, attributes: str = "mask", sentences: dict | None = None, llm=None,
+                 cache=None):
         self.distill_weight = float(distill_weight)
         self.temperature = float(temperature)
+        self.keyword = " ".join(str(keyword or "").split()) or None
+        self.attributes = attributes
+        self.sentences = dict(sentences or {})
+        self.llm = llm
+        self.cache = cache
         self.last: dict = {}
         self._tokens: dict[str, tuple] = {}
+
+    def text_for(self, item) -> str:
+        """The attribute sentence of a fine-tuning item (what the loop tokenises for it), made once per sample:
+        the user's sentence (``sentences[sample_id]``, e.g. an edited CSV), else the item's prompt under
+        :data:`PROMPT_KEY`, else measured from its mask (``attributes="mask"``) or asked of the multimodal model
+        (``"llm"``) on the image and mask the item loads, with :attr:`keyword`."""
+        sid = item.sample_id
+        if sid in self.sentences:
+            return self.sentences[sid]
+        if PROMPT_KEY in item.prompts:
+            return item.prompts[PROMPT_KEY]
+        from ...core.errors import VipInputError
+        from ...core.region_attributes import mask_attributes
+
+        if not self.keyword:
+            raise VipInputError(f"Sample {sid!r} has no CoTexNet sentence: give --keyword (e.g. \"polyp area\") to "
+                                "make the sentences, or --sentences CSV (napari-vip sentences).")
+        rgb, mask = item.load()
+        if rgb.shape[:2] != mask.shape:
+            from PIL import Image
+
+            rgb = np.asarray(Image.fromarray(rgb).resize((mask.shape[1], mask.shape[0]), Image.BILINEAR))
+        if self.attributes == "llm":
+            from ..region_describer import AttributeCache, RegionSample, describe_regions
+
+            rep = describe_regions([RegionSample(sid, lambda: (rgb, mask))], self.keyword, self.llm,
+                                   AttributeCache(self.cache))
+            sentence = rep.rows[0].sentence
+        else:
+            sentence = mask_attributes(rgb, mask).sentence(self.keyword)
+        self.sentences[sid] = sentence
+        return sentence
 
     def prepare(self, model):
         """``model`` as a :class:`CoTexNetVlsmModel` (changed in place when it is a plain CLIPSeg model: new heads
@@ -514,6 +554,25 @@ class CotexnetMethod:
 
 #: The prompt type under which a fine-tuning item carries its CoTexNet sentence.
 PROMPT_KEY = "cotexnet"
+
+#: The released recipe in the loop's :class:`~napari_vip.models.vlsm.finetune.Recipe` fields (the user's
+#: ``--epochs/--batch-size/--lr`` override them): AdamW 3e-4, weight decay 1e-4, batch 16, 500 epochs, early stop
+#: after 50 epochs without a better validation Dice (not in the first fifth), seed 666, no gradient clipping, a
+#: cosine schedule per step.
+RECIPE_DEFAULTS = {"prompt": PROMPT_KEY, "lr": 3e-4, "weight_decay": 1e-4, "batch_size": 16, "epochs": 500,
+                   "early_stop_patience": 50, "min_epochs": 100, "early_stop_min_delta": 0.0, "seed": 666,
+                   "grad_clip": 0.0, "schedule": "cosine"}
+
+
+def make_method(recipe=None, model=None, **options) -> CotexnetMethod:
+    """The method the fine-tuning worker builds for ``--method cotexnet`` (``options``: ``distill_weight``,
+    ``keyword``, ``attributes``, ``sentences`` (a dict, or the path of a sentence CSV), ``llm``, ``cache``)."""
+    sentences = options.pop("sentences", None)
+    if isinstance(sentences, (str, bytes)) or hasattr(sentences, "__fspath__"):
+        from ...core.region_attributes import read_sentence_csv
+
+        sentences = read_sentence_csv(sentences)
+    return CotexnetMethod(sentences=sentences, **options)
 
 
 def save_cotexnet_folder(model, folder, recipe: dict | None = None, base: str | None = None,
