@@ -6,7 +6,10 @@ LocalCluster; the released code's loop (one image at a time: read, draw, preproc
 condition); and a second local run with every embedding cached.  Full-size ViT-B/16 with random weights saved as
 a checkpoint (weights do not change timing).
 
-    .venv/bin/python benchmarks/bench_evaluate.py [--samples 1000] [--device cpu] [--no-dask]
+    .venv/bin/python benchmarks/bench_evaluate.py [--samples 1000] [--device cpu] [--precision auto] [--no-dask]
+
+``--precision`` (``auto|fp32|bf16|fp16``) applies to the local and Dask runs; the released loop runs in float32
+as the released code does.  The header names what ``auto`` resolved to.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--no-dask", action="store_true")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
     args = p.parse_args()
 
     import torch
@@ -97,12 +101,13 @@ def main() -> None:
         torch.save(model.state_dict(), tmp / "vitb16.pt")
         del model
         spec = ModelSpec("ViT-B-16", checkpoint=str(tmp / "vitb16.pt"))
+        fast = ModelSpec("ViT-B-16", checkpoint=str(tmp / "vitb16.pt"), precision=args.precision)
         (tmp / "data").mkdir()
         data = make_data(tmp / "data", args.samples)
         total = args.samples * len(CONDITIONS)
 
         def req(out, **kw):
-            return EvaluateRequest(str(data), spec, CONDITIONS, out_dir=str(tmp / out), bootstrap=0,
+            return EvaluateRequest(str(data), fast, CONDITIONS, out_dir=str(tmp / out), bootstrap=0,
                                    batch_size=args.batch_size, device=args.device, **kw)
 
         rows = []
@@ -117,8 +122,13 @@ def main() -> None:
                 t, embedded = timed_run(req("dask", scheduler=cl.scheduler_address))
             rows.append(("Dask LocalCluster, 2 workers", t, embedded))
         rows.append(("released code's loop", released_loop(spec, data, args.device), total))
+        from napari_vip.models.device import resolve_device
+        from napari_vip.models.precision import resolve_precision
+
+        used = resolve_precision(args.precision, resolve_device(args.device), "clip")
         print(f"{args.samples} samples x {len(CONDITIONS)} conditions = {total} image-conditions, ViT-B-16, "
-              f"{args.device}, {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}")
+              f"{args.device}, {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, "
+              f"precision {args.precision} ({used}) for the local runs, fp32 for the released loop")
         print(f"{'run':32s} {'seconds':>9s} {'image-cond/s':>13s} {'embedded':>9s}")
         for name, t, n in rows:
             print(f"{name:32s} {t:9.2f} {total / t:13.1f} {n:9d}")

@@ -211,8 +211,10 @@ def evaluate(engine, req: EvaluateRequest, progress) -> EvaluateResult:
                             f"evaluated; skipped: {skipped[:5]}.")
     probabilities, prompts = {}, {}
     for c in conditions:
-        feats = np.stack([store.get(keys[i][c.render_key()]) for i in ok])
         prompts[c.name] = [build_prompt(k, c.suffix(), template, req.modality) for k in data.classes]
+    clip.encode_texts([p for c in conditions for p in prompts[c.name]])  # one text-tower call for every condition
+    for c in conditions:
+        feats = np.stack([store.get(keys[i][c.render_key()]) for i in ok])
         probabilities[c.name] = _probabilities(clip, feats, prompts[c.name])
     progress(0, 0, "computing metrics")
     groups = [s.patient_id for s in samples] if all(s.patient_id for s in samples) else None
