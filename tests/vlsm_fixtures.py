@@ -60,7 +60,9 @@ def save_clipseg_folder(folder, arch: dict | None = None, input_size: int = 352,
 
 def disc_and_square(size: int, rng, target: str):
     """``(rgb (size, size, 3) uint8, mask of target (size, size) bool, mask of the other shape)``: one disc and one
-    square on a noisy background, at random places that do not overlap, in random colours."""
+    square on a noisy background, at random places that do not overlap, in random colours; the disc is filled, the
+    square striped (what a 2-layer random ViT can tell apart patch by patch; shape alone is left to trained
+    encoders)."""
     import numpy as np
 
     yy, xx = np.mgrid[:size, :size]
@@ -73,8 +75,10 @@ def disc_and_square(size: int, rng, target: str):
             break
     disc = (yy - c1[0]) ** 2 + (xx - c1[1]) ** 2 <= r * r
     square = (np.abs(yy - c2[0]) <= r - 1) & (np.abs(xx - c2[1]) <= r - 1)
-    for m in (disc, square):
-        img[m] = rng.integers(150, 256, 3)
+    img[disc] = rng.integers(150, 256, 3)
+    stripes = square & (yy % 2 == 0)
+    img[square] = rng.integers(150, 256, 3)
+    img[stripes] = img[stripes] // 3
     return (img, disc, square) if target == "disc" else (img, square, disc)
 
 
@@ -110,3 +114,40 @@ def tiny_biomedclipseg_config(folder) -> Path:
     path = folder / "biomedclipseg_tiny.json"
     path.write_text(json.dumps(cfg))
     return path
+
+
+def write_shapes_dataset(root, n_images: dict, size: int = 64, seed: int = 0) -> Path:
+    """A medvlsm-layout data set where **the text decides the target**: every image holds a disc and a square,
+    and appears twice per split, once with the prompt ``"disc"`` (mask: the disc) and once with ``"square"``.
+
+    Parameters
+    ----------
+    n_images : dict
+        Images per split, e.g. ``{"train": 24, "val": 6, "test": 8}``.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from napari_vip.io.datasets import medvlsm_entry, write_medvlsm_annotations
+
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for split, n in n_images.items():
+        entries = []
+        for k in range(n):
+            img, disc, square = disc_and_square(size, rng, "disc")
+            name = f"{split}_{k:03d}"
+            Image.fromarray(img).save(root / "images" / f"{name}.png")
+            for target, mask in (("disc", disc), ("square", square)):
+                Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(root / "masks" / f"{name}_{target}.png")
+                prompts = {"p0": "", "p1": target, "p2": f"one {target}"}
+                entries.append(medvlsm_entry(f"{name}_{target}.png", f"{name}.png", f"{name}_{target}.png", prompts))
+        write_medvlsm_annotations(root / "anns" / f"{split}.json", entries)
+    return root
+
+
+def small_clipseg_arch(patch: int = 4) -> dict:
+    """A CLIPSeg small enough to fine-tune in a test: 64 px input, patch 4, two 32-wide layers."""
+    return tiny_clipseg_arch(input_size=64, patch=patch, hidden=32, layers=2, reduce_dim=32, complex_conv=False)

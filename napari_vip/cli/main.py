@@ -22,6 +22,7 @@ COMMANDS = [
     "napari_vip.cli.evaluate",
     "napari_vip.cli.sentences",
     "napari_vip.cli.evaluate_seg",
+    "napari_vip.cli.finetune",
 ]
 
 

@@ -70,6 +70,8 @@ WIRE_TYPES = {
 
 #: Request types the wire does not carry, and why: the server is for interactive requests of one image.
 LOCAL_ONLY = {
+    "FinetuneRequest": "fine-tuning is a training job over a data set's files: it runs in the local worker, the "
+                       "command line or torchrun, never on the shared model server",
     "EvaluateRequest": "dataset evaluation is batch work: it shards over Dask workers (napari-vip evaluate "
                        "--scheduler), not a long request to the model server",
     "PropagateRequest": "volume propagation sends a whole volume; it runs in the local worker until the wire "

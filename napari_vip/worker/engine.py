@@ -27,6 +27,7 @@ JOB_MODULES = [
     "napari_vip.worker.volume",
     "napari_vip.worker.region_sentences",
     "napari_vip.worker.vlsm",
+    "napari_vip.worker.finetune",
 ]
 
 _HANDLERS: dict[type, Callable] = {}

@@ -24,6 +24,15 @@ def _as_b1hw(logits: torch.Tensor, batch: int) -> torch.Tensor:
     return logits.reshape(batch, 1, logits.shape[-2], logits.shape[-1])
 
 
+def _forward(net, input_ids, attention_mask, pixel_values, hidden, conditional):
+    if hidden is None:
+        with torch.no_grad():
+            hidden, _ = net.encode_image(pixel_values)
+    if conditional is None:
+        conditional = net.text_conditional(input_ids, attention_mask)
+    return net.decode(hidden, conditional)
+
+
 class ClipSegNet(nn.Module):
     """CLIPSeg; ``self.clipseg`` is the transformers model (state-dict keys ``clipseg.clip.*``,
     ``clipseg.decoder.*``)."""
@@ -54,12 +63,11 @@ class ClipSegNet(nn.Module):
         out = self.clipseg.decoder(list(hidden), conditional)
         return _as_b1hw(out.logits if hasattr(out, "logits") else out[0], conditional.shape[0])
 
-    def forward(self, input_ids, attention_mask, pixel_values=None, hidden=None):
-        """Logits ``(B, 1, S, S)``; the vision encoder runs without gradients when ``hidden`` is not given."""
-        if hidden is None:
-            with torch.no_grad():
-                hidden, _ = self.encode_image(pixel_values)
-        return self.decode(hidden, self.text_conditional(input_ids, attention_mask))
+    def forward(self, input_ids=None, attention_mask=None, pixel_values=None, hidden=None, conditional=None):
+        """Logits ``(B, 1, S, S)``.  The vision encoder runs without gradients (as transformers' forward) when
+        ``hidden`` (stored activations) is not given; ``conditional`` ``(B, D)`` replaces the text tower (a frozen
+        tower's output computed once per text)."""
+        return _forward(self, input_ids, attention_mask, pixel_values, hidden, conditional)
 
     def trainable_groups(self) -> dict[str, list]:
         """Parameters by part: ``vision`` (never trained here, as in transformers' forward), ``text``
@@ -119,11 +127,9 @@ class BiomedClipSegNet(nn.Module):
         out = self.decoder(list(hidden), conditional)
         return _as_b1hw(out.logits if hasattr(out, "logits") else out[0], conditional.shape[0])
 
-    def forward(self, input_ids, attention_mask, pixel_values=None, hidden=None):
-        if hidden is None:
-            with torch.no_grad():
-                hidden, _ = self.encode_image(pixel_values)
-        return self.decode(hidden, self.text_conditional(input_ids, attention_mask))
+    def forward(self, input_ids=None, attention_mask=None, pixel_values=None, hidden=None, conditional=None):
+        """As :meth:`ClipSegNet.forward`."""
+        return _forward(self, input_ids, attention_mask, pixel_values, hidden, conditional)
 
     def trainable_groups(self) -> dict[str, list]:
         """``vision`` (ViT and its projection), ``text`` (BERT and projection), ``decoder``."""
