@@ -79,6 +79,9 @@ class Recipe:
     lambda_ce: float = 0.2
     train: str = "decoder"
     store_activations: bool = True
+    #: ``"plateau"``: ReduceLROnPlateau on the validation loss once per epoch (medvlsm); ``"cosine"``: cosine decay to
+    #: 0 over all steps, updated every step (CoTexNet's timm CosineLRScheduler without warmup).  ``grad_clip`` 0: none.
+    schedule: str = "plateau"
     #: One process only: split each global batch as this many processes would and accumulate the parts' gradients
     #: (what ``torchrun --nproc_per_node N`` computes, to the last bit); mathematically a plain step.
     micro_batches: int = 1
@@ -136,7 +139,9 @@ class FinetuneMethod(Protocol):
     list of ``(B, T, Dv)``), ``input_ids``/``attention_mask`` ``(B, L)``, ``texts``, ``mask (B, 1, S, S)`` float,
     ``module`` (the network to call: ``model.module`` or its DDP wrapper; call it, not ``model.module``, so DDP
     sees the forward), optional ``conditional (B, D)`` (a frozen text tower's output), ``items`` (the
-    :class:`FinetuneItem` s) and any extra keys the method's :meth:`batch_extras` adds.
+    :class:`FinetuneItem` s) and any extra keys returned by the method's optional
+    ``batch_extras(model, batch, split) -> dict`` (``split`` ``"train"``/``"val"``).  ``input_ids`` are absent when
+    the method's optional ``text_frozen()`` is True (the loop then passes ``conditional``).
     """
 
     name: str
@@ -294,6 +299,7 @@ class _Data:
 
         self.model, self.items, self.recipe, self.store = model, items, recipe, store
         self.tokens = True  # False when a frozen text tower's output is looked up per text instead
+        self.method = None  # set by finetune(): its optional batch_extras(model, batch, split) -> dict
         self.masks: dict[int, np.ndarray] = {}
         self.keys: list[str | None] = [None] * len(items)
         if store is None:
@@ -327,6 +333,9 @@ class _Data:
     def text(self, i: int, epoch: int, split: str) -> str:
         from ...core.prompt_ladder import choose_prompt
 
+        text_for = getattr(getattr(self, "method", None), "text_for", None)
+        if text_for is not None:  # a method with its own text per item (CoTexNet: the attribute sentence)
+            return text_for(self.items[i])
         rng = random.Random(f"{self.recipe.seed}|{split}|{epoch}|{self.items[i].sample_id}")
         return choose_prompt(self.items[i].prompts, self.recipe.prompt, rng)
 
@@ -349,6 +358,9 @@ class _Data:
             out["pixel_values"] = model.preprocess([rgb for rgb, _ in loaded])
             masks = [m for _, m in loaded]
         out["mask"] = torch.from_numpy(np.stack(masks)[:, None].astype(np.float32)).to(model.device)
+        extras = getattr(self.method, "batch_extras", None)
+        if extras is not None:  # keys a method asks its data for (CoTexNet: the region's inputs, the sentence)
+            out.update(extras(model, out, split) or {})
         return out
 
 
@@ -420,8 +432,15 @@ def finetune(model, train: list[FinetuneItem], val: list[FinetuneItem], recipe: 
 
         net = DistributedDataParallel(module, device_ids=None if str(device) == "cpu" else [torch.device(device)])
     opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=recipe.plateau_factor,
-                                                       patience=recipe.plateau_patience)
+    if recipe.schedule == "cosine":  # per optimiser step, to 0 at the last one (CoTexNet's released schedule)
+        total_steps = max(1, recipe.epochs * math.ceil(len(train) / recipe.batch_size))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+    elif recipe.schedule == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=recipe.plateau_factor,
+                                                           patience=recipe.plateau_patience)
+    else:
+        raise VipInputError(f"Unknown schedule {recipe.schedule!r}; choose plateau or cosine.")
     signature = _signature(model, recipe, method.name, data_sha256)
     history, start, best_dice, best_epoch, es_best, es_wait, resumed = [], 0, -math.inf, None, -math.inf, 0, None
     last = out / "last.pt"
@@ -443,7 +462,7 @@ def finetune(model, train: list[FinetuneItem], val: list[FinetuneItem], recipe: 
     frozen_text = getattr(method, "text_frozen", lambda: False)()
     for data in (train_data, val_data):
         if data is not None:
-            data.tokens = not frozen_text
+            data.tokens, data.method = not frozen_text, method
 
     def with_conditional(batch):
         if not frozen_text:
@@ -486,15 +505,19 @@ def finetune(model, train: list[FinetuneItem], val: list[FinetuneItem], recipe: 
                     sums[0] += float(loss.detach()) * len(mine)
                     sums[1] += float(d.sum())
                     sums[2] += len(mine)
-            torch.nn.utils.clip_grad_norm_(params, recipe.grad_clip)
+            if recipe.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, recipe.grad_clip)
             opt.step()
+            if recipe.schedule == "cosine":
+                sched.step()
         tl, td, tn = _all_sum(sums, device)
         train_loss, train_dice = tl / tn, td / tn
         if val_data is not None:
             val_loss, val_dice = _evaluate(model, method, val_data, recipe, net, epoch, with_conditional)
         else:
             val_loss, val_dice = train_loss, train_dice
-        sched.step(val_loss)
+        if recipe.schedule == "plateau":
+            sched.step(val_loss)
         improved = val_dice > best_dice
         if improved:
             best_dice, best_epoch = val_dice, epoch
