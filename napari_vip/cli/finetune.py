@@ -4,6 +4,8 @@ user's masks with medvlsm's recipe (see docs/vlsm.md); runs unchanged under ``to
 
 from __future__ import annotations
 
+import argparse
+
 
 def add_parser(sub) -> None:
     from ..models.device import DEVICES
@@ -20,6 +22,17 @@ def add_parser(sub) -> None:
     p.add_argument("--vlsm-untrained", action="store_true", help="start from random weights (to try the workflow)")
     p.add_argument("--vlsm-config", default=None, metavar="JSON", help="architecture JSON (untrained / safetensors)")
     p.add_argument("--method", default="vlsm", help="fine-tuning method: vlsm (medvlsm's recipe) or cotexnet")
+    c = p.add_argument_group("CoTexNet (--method cotexnet; see docs/cotexnet.md)")
+    c.add_argument("--keyword", default=None, help="what the region is, e.g. \"polyp area\" (the sentences' keyword)")
+    c.add_argument("--dataset", default=None, help="use the released keyword of this data set (kvasir, busi, ...)")
+    c.add_argument("--attributes", choices=("mask", "llm"), default="mask",
+                   help="region attributes measured from the masks (default) or asked of a multimodal model")
+    c.add_argument("--sentences", default=None, metavar="CSV",
+                   help="the sentences to train with (napari-vip sentences, edited); others are made as --attributes")
+    c.add_argument("--distill-weight", type=float, default=None, help="weight of the KL term (released 10)")
+    c.add_argument("--llm-url", default=None, help="multimodal endpoint URL (default $NAPARI_VIP_LLM_URL)")
+    c.add_argument("--llm-model", default=None, help="multimodal model name (default $NAPARI_VIP_LLM_MODEL)")
+    c.add_argument("--llm-key-env", default=None, help="environment variable holding the API key")
     p.add_argument("--prompt", default="p6",
                    help="prompt type p0..p9 or random (any but p0, as released); a list value is drawn per epoch")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (resumed from when interrupted)")
@@ -65,7 +78,18 @@ def request_from_args(args):
               "micro_batches": args.micro_batches}
     if args.no_store_activations:
         recipe["store_activations"] = False
-    return FinetuneRequest(args.data, spec, args.out, method=args.method,
+    options = {}
+    if args.method == "cotexnet":
+        from .sentences import keyword_from_args, llm_from_args
+
+        options = {"keyword": keyword_from_args(args) if (args.keyword or args.dataset) else None,
+                   "attributes": args.attributes, "sentences": args.sentences,
+                   "llm": llm_from_args(argparse.Namespace(llm_timeout=None, **{
+                       k: getattr(args, k) for k in ("llm_url", "llm_model", "llm_key_env")}))
+                   if args.attributes == "llm" else None}
+        if args.distill_weight is not None:
+            options["distill_weight"] = args.distill_weight
+    return FinetuneRequest(args.data, spec, args.out, method=args.method, method_options=options,
                            recipe={k: v for k, v in recipe.items() if v is not None}, train_split=args.train_split,
                            val_split=args.val_split, activations=args.activations, resume=not args.no_resume,
                            device=args.device)

@@ -48,6 +48,9 @@ class FinetuneRequest:
     activations: str | None = None
     resume: bool = True
     device: str = "auto"
+    #: Options of a method other than ``vlsm`` (CoTexNet: ``keyword``, ``attributes``, ``sentences``, ``llm``,
+    #: ``distill_weight``), passed to its module's ``make_method``.
+    method_options: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -74,7 +77,7 @@ class FinetuneResult:
         return asdict(self)
 
 
-def method_for(name: str, recipe, model):
+def method_for(name: str, recipe, model, options: dict | None = None):
     """The :class:`~napari_vip.models.vlsm.finetune.FinetuneMethod` called ``name``: ``"vlsm"``, or the
     ``make_method(recipe, model)`` of module ``napari_vip.models.vlsm.<name>``."""
     from ..models.vlsm.finetune import VlsmMethod
@@ -85,7 +88,17 @@ def method_for(name: str, recipe, model):
         module = importlib.import_module(f"napari_vip.models.vlsm.{name}")
     except ImportError:
         raise VipInputError(f"Unknown fine-tuning method {name!r}; choose vlsm (or cotexnet where installed).") from None
-    return module.make_method(recipe, model)
+    return module.make_method(recipe, model, **(options or {}))
+
+
+def method_recipe(name: str) -> dict:
+    """The recipe values a method other than ``vlsm`` defaults to (its module's ``RECIPE_DEFAULTS``)."""
+    if name == "vlsm":
+        return {}
+    try:
+        return dict(getattr(importlib.import_module(f"napari_vip.models.vlsm.{name}"), "RECIPE_DEFAULTS", {}))
+    except ImportError:
+        return {}
 
 
 def init_distributed(device: str) -> tuple[int, int, str]:
@@ -159,8 +172,8 @@ def finetune_vlsm(engine, req: FinetuneRequest, progress) -> FinetuneResult:
     rank, world, device = init_distributed(resolve_device(req.device))
     progress(0, 0, f"loading {req.model.describe()}")
     model = load_vlsm(req.model, device, lambda text: progress(0, 0, text))
-    recipe = Recipe.released(model.family, **req.recipe)
-    method = method_for(req.method, recipe, model)
+    recipe = Recipe.released(model.family, **{**method_recipe(req.method), **req.recipe})
+    method = method_for(req.method, recipe, model, req.method_options)
     if req.activations == "" or model.sha256 is None:
         store = ActivationStore(None)
         if model.sha256 is None and req.activations != "":
