@@ -44,8 +44,8 @@ def run(tmp_path, target, weight, n_train, epochs, batch=8, lr=1e-2, seed=0, n_v
                           SIZE)
     model = load_vlsm(VlsmSpec("clipseg", untrained=True, config=str(cfg)))
     recipe = finetune_mod.Recipe(prompt=PROMPT_KEY, epochs=epochs, min_epochs=epochs, batch_size=batch, lr=lr,
-                                 weight_decay=1e-4, grad_clip=1e9, plateau_patience=10 ** 6,
-                                 early_stop_patience=10 ** 6, seed=seed)
+                                 weight_decay=1e-4, grad_clip=0.0, schedule="cosine", early_stop_patience=10 ** 6,
+                                 seed=seed)
     method = CotexnetMethod(distill_weight=weight)
     out = tmp_path / f"{target}_w{weight:g}"
     outcome = finetune_mod.finetune(model, synthetic_items(n_train, target, 1), synthetic_items(n_val, target, 2),
