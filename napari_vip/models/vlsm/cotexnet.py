@@ -516,6 +516,13 @@ class CotexnetMethod:
 
         In training mode the decoder sees the mixed condition; in eval mode (validation) the logits are the
         text-free ones and the loss is computed on them, as the released ``evaluate`` does."""
+        net = batch.get("module")
+        if net is not None and net is not model.module:
+            from ...core.errors import VipInputError
+
+            raise VipInputError("CoTexNet trains in one process (its loss calls the network's parts, which a "
+                                "DistributedDataParallel wrapper would not synchronise): run napari-vip finetune "
+                                "--method cotexnet without torchrun.")
         cls, roi = self._class_tokens(model, batch)
         feats = self._features(model, batch, cls)
         training = model.module.training
