@@ -311,6 +311,10 @@ class _Data:
             if self.keys[i] not in store and self.keys[i] not in planned:  # an image shared by samples: once
                 todo.append(i)
                 planned.add(self.keys[i])
+        rank, world = _dist()
+        shared = world > 1 and store.root is not None
+        if shared:  # a store on disk: each process encodes its share, then reads the others' entries
+            todo = todo[rank::world]
         self.encoded = len(todo)
         bs = max(1, min(recipe.batch_size, 16))
         for k in range(0, len(todo), bs):
@@ -324,6 +328,10 @@ class _Data:
             for j, i in enumerate(chunk):
                 store.put(self.keys[i], {name: a[j] for name, a in act.items()})
             _emit(progress, min(k + bs, len(todo)), len(todo), f"encoding {label} images (stored for every epoch)")
+        if shared:
+            import torch.distributed as dist
+
+            dist.barrier()
 
     def mask(self, i: int) -> np.ndarray:
         if i not in self.masks:

@@ -201,7 +201,7 @@ class VlsmModel:
         finally:
             self.module.train(was)
         lg = logits[0, 0].float().cpu().numpy()
-        prob_model = 1.0 / (1.0 + np.exp(-lg.astype(np.float64)))
+        prob_model = torch.sigmoid(logits[0, 0].double()).cpu().numpy()
         hw = np.asarray(image).shape[:2]
         prob = resize_nearest_exact(prob_model.astype(np.float32), hw)
         mask = resize_nearest_exact(prob_model > self.threshold, hw)
