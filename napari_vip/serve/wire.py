@@ -81,6 +81,7 @@ LOCAL_ONLY = {
                           "workers (napari-vip evaluate-seg --scheduler)",
     "RegionSentencesRequest": "CoTexNet sentences of a data set read its files and may ask a multimodal model for "
                               "minutes: batch work run where the data is (napari-vip sentences)",
+    "LearnedVolumeRequest": "as PropagateRequest: a whole volume, segmented slice by slice in the local worker",
 }
 
 #: Array dtypes allowed on the wire (numpy ``dtype.str``).

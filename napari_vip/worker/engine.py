@@ -26,6 +26,7 @@ JOB_MODULES = [
     "napari_vip.worker.segmentation_eval.run",
     "napari_vip.worker.volume",
     "napari_vip.worker.region_sentences",
+    "napari_vip.worker.learned_volume",
     "napari_vip.worker.vlsm",
     "napari_vip.worker.finetune",
 ]
