@@ -85,6 +85,19 @@ def clip_checkpoint(request, tmp_path_factory):
     return _parity_clip(tmp_path_factory, request.param)
 
 
+_LOADED: dict = {}
+
+
+def _clip(arch, path, precision):
+    """The loaded CLIP of ``(arch, path, precision)``, loaded once per test session."""
+    from napari_vip.models.clip import load_clip
+
+    key = (arch, path, precision)
+    if key not in _LOADED:
+        _LOADED[key] = load_clip(ModelSpec(arch, checkpoint=path, precision=precision), "cpu")
+    return _LOADED[key]
+
+
 def test_classify_probabilities_within_001(clip_checkpoint, xray, low):
     from napari_vip.core.markers import Marker
     from napari_vip.worker.classify import ClassifyRequest
@@ -104,13 +117,11 @@ def test_classify_probabilities_within_001(clip_checkpoint, xray, low):
 
 
 def test_concept_scores_within_001(clip_checkpoint, xray, low):
-    from napari_vip.models.clip import load_clip
-
     arch, path = clip_checkpoint
     concepts = ["consolidation", "air bronchogram", "round opacity", "blunted angle", "clear lungs"]
     probs = {}
     for p in ("fp32", low):
-        clip = load_clip(ModelSpec(arch, checkpoint=path, precision=p), "cpu")
+        clip = _clip(arch, path, p)
         img = clip.encode_images([xray])
         txt = clip.encode_texts(concepts)
         assert img.dtype == txt.dtype == torch.float32  # embeddings come back float32
@@ -121,13 +132,11 @@ def test_concept_scores_within_001(clip_checkpoint, xray, low):
 @pytest.mark.parametrize("method", ["rollout", "gradcam", "similarity"])
 def test_attention_maps_correlate_099(clip_checkpoint, xray, low, method):
     from napari_vip.models.attention import compute_map
-    from napari_vip.models.clip import load_clip
 
     arch, path = clip_checkpoint
     maps = {}
     for p in ("fp32", low):
-        clip = load_clip(ModelSpec(arch, checkpoint=path, precision=p), "cpu")
-        maps[p] = compute_map(clip, xray, method, "a chest x-ray with signs of pneumonia")
+        maps[p] = compute_map(_clip(arch, path, p), xray, method, "a chest x-ray with signs of pneumonia")
     a, b = maps["fp32"].grid.ravel(), maps[low].grid.ravel()
     assert np.corrcoef(a, b)[0, 1] >= 0.99
     assert abs(maps["fp32"].score - maps[low].score) < 0.01
@@ -265,7 +274,7 @@ def test_prompt_learning_follows_float32(tmp_path, tiny_clip_checkpoint, capsys,
     for p in ("fp32", low):
         out = tmp_path / f"{p}.pt"
         assert main(["learn", str(tmp_path / "data"), "--model", arch, "--checkpoint", ckpt, "--device", "cpu",
-                     "--precision", p, "--descriptors", str(lib), "--method", "vip", "--epochs", "2",
+                     "--precision", p, "--descriptors", str(lib), "--method", "vip", "--epochs", "3", "--min-steps", "1",
                      "--batch-size", "8", "--out", str(out), "--json"]) == 0
         runs[p] = json.loads(capsys.readouterr().out)
         assert runs[p]["provenance"]["precision"] == p
