@@ -186,3 +186,11 @@ def test_docks_device_rows_choose_the_precision(qtbot):
     assert sam.spec().precision == "fp16"
     sam.arch.setCurrentText("vit_b")
     assert isinstance(sam.spec(), SamSpec) and sam.spec().precision == "fp16"
+
+
+def test_selftest_says_what_a_precision_means_here(capsys):
+    from napari_vip.cli.main import main
+
+    assert main(["selftest", "--device", "cpu", "--precision", "auto", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)["precision"]
+    assert got == {fam: P.resolve_precision("auto", "cpu", fam) for fam in ("clip", "sam", "sam2")}

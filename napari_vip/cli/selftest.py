@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import time
 
+from ..models.precision import PRECISIONS
 from .common import emit
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("selftest", help="check the background worker process (no model needed)")
     p.add_argument("--device", default="auto", help="also resolve this device (auto|cuda|mps|cpu)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="also say what this precision means per model family on the device")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..models.device import resolve_device
+    from ..models.precision import resolve_precision
     from ..worker.client import WorkerClient
     from ..worker.selftest import SelfTestRequest
 
@@ -49,6 +53,7 @@ def run(args) -> int:
     result = {"ok": ok, "worker_pid": done[0].pid if done else None, "start_and_first_job_s": round(first, 3),
               "round_trip_ms": round(round_trip * 1000, 1), "progress_messages": len(steps),
               "cancel_works": cancelled, "device": resolve_device(args.device)}
+    result["precision"] = {fam: resolve_precision(args.precision, result["device"], fam) for fam in ("clip", "sam", "sam2")}
     text = "\n".join(f"{k}: {v}" for k, v in result.items())
     emit(result, args.json, text)
     return 0 if ok else 1
