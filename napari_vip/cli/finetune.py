@@ -33,8 +33,9 @@ def add_parser(sub) -> None:
     c.add_argument("--llm-url", default=None, help="multimodal endpoint URL (default $NAPARI_VIP_LLM_URL)")
     c.add_argument("--llm-model", default=None, help="multimodal model name (default $NAPARI_VIP_LLM_MODEL)")
     c.add_argument("--llm-key-env", default=None, help="environment variable holding the API key")
-    p.add_argument("--prompt", default="p6",
-                   help="prompt type p0..p9 or random (any but p0, as released); a list value is drawn per epoch")
+    p.add_argument("--prompt", default=None,
+                   help="prompt type p0..p9 or random (any but p0, as released; default p6); a list value is drawn "
+                        "per epoch (--method cotexnet trains on its attribute sentences instead)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (resumed from when interrupted)")
     p.add_argument("--epochs", type=int, default=None, help="most epochs (released: 1000, early stopping 20)")
     p.add_argument("--batch-size", type=int, default=None,
