@@ -168,3 +168,15 @@ def test_sentences_for_items_from_csv_prompt_or_mask(tmp_path):
     with pytest.raises(VipInputError, match="--keyword"):
         make_method().text_for(SimpleNamespace(sample_id="c", prompts={}, load=None))
     assert RECIPE_DEFAULTS["lr"] == 3e-4 and RECIPE_DEFAULTS["batch_size"] == 16 and RECIPE_DEFAULTS["seed"] == 666
+
+
+def test_released_input_size_is_the_vision_towers_own(tmp_path):
+    from napari_vip.models.vlsm.cotexnet import make_method
+
+    cfg = write_arch_json(tmp_path / "arch.json", tiny_clipseg_arch(352), 352)  # vision tower trained at 224
+    model = load_vlsm(VlsmSpec("clipseg", untrained=True, config=str(cfg)))
+    assert model.input_size == 352
+    make_method(None, model)
+    assert model.input_size == 224
+    make_method(None, model, input_size=160)
+    assert model.input_size == 160

@@ -573,7 +573,14 @@ RECIPE_DEFAULTS = {"prompt": PROMPT_KEY, "lr": 3e-4, "weight_decay": 1e-4, "batc
 
 def make_method(recipe=None, model=None, **options) -> CotexnetMethod:
     """The method the fine-tuning worker builds for ``--method cotexnet`` (``options``: ``distill_weight``,
-    ``keyword``, ``attributes``, ``sentences`` (a dict, or the path of a sentence CSV), ``llm``, ``cache``)."""
+    ``keyword``, ``attributes``, ``sentences`` (a dict, or the path of a sentence CSV), ``llm``, ``cache``,
+    ``input_size``).  A CLIPSeg ``model`` is set to run at its vision tower's own size (``input_size`` option
+    otherwise): 224 for ``CIDAS/clipseg-rd64-refined``, CoTexNet's released input size."""
+    if model is not None and getattr(model, "family", None) == "clipseg":
+        # released: input 224, the vision tower's own size (CLIPSeg's processor would give 352)
+        native = int(model.module.clipseg.config.vision_config.image_size)
+        model.input_size = int(options.pop("input_size", native))
+    options.pop("input_size", None)
     sentences = options.pop("sentences", None)
     if isinstance(sentences, (str, bytes)) or hasattr(sentences, "__fspath__"):
         from ...core.region_attributes import read_sentence_csv
