@@ -123,3 +123,34 @@ def test_cli_finetune_cotexnet_then_segment_without_text(tmp_path, capsys):
                "--json"])
     got = json.loads(capsys.readouterr().out)
     assert rc == 0 and got["steps"][0]["method"] == "cotexnet"
+
+
+def test_cli_finetune_cotexnet_asks_the_multimodal_model_once_per_image(tmp_path, capsys, monkeypatch):
+    import json
+
+    from PIL import Image
+    from test_region_attributes_llm import FakeVlm
+
+    from napari_vip.cli.main import main
+
+    monkeypatch.setenv("NAPARI_VIP_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(6)
+    rows = ["image,mask,prompt,split"]
+    for i in range(3):
+        img, m, _ = disc_and_square(SIZE, rng, "disc")
+        Image.fromarray(img).save(tmp_path / f"i{i}.png")
+        Image.fromarray((m * 255).astype(np.uint8)).save(tmp_path / f"m{i}.png")
+        rows.append(f"i{i}.png,m{i}.png,disc,train")
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    cfg = write_arch_json(tmp_path / "arch.json", tiny_clipseg_arch(SIZE, patch=8, complex_conv=False), SIZE)
+    srv = FakeVlm(['{"number": 2, "location": "top left", "shape": "round", "size": "small", "color": "red"}'])
+    try:
+        rc = main(["finetune", str(tmp_path / "d.csv"), "--method", "cotexnet", "--vlsm-untrained", "--vlsm-config",
+                   str(cfg), "--keyword", "disc", "--attributes", "llm", "--llm-url", srv.url, "--llm-model", "vlm",
+                   "--epochs", "2", "--batch-size", "3", "--out", str(tmp_path / "run"), "--json"])
+    finally:
+        srv.close()
+    assert rc == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["method"] == "cotexnet"
+    assert len(srv.requests) == 3  # one question per training image, the answers reused in the second epoch
+    assert srv.requests[0]["messages"][0]["content"][0]["text"].startswith("The image shows the discs. ")
