@@ -283,3 +283,24 @@ def test_prompt_learning_follows_float32(tmp_path, tiny_clip_checkpoint, capsys,
     ref = [h["train_loss"] for h in runs["fp32"]["histories"]["vip"]]
     got = [h["train_loss"] for h in runs[low]["histories"]["vip"]]
     np.testing.assert_allclose(got, ref, rtol=0.02, atol=1e-3)
+
+
+# -- VLSMs: the frozen vision tower in the precision ----------------------------------------------------------------
+@pytest.mark.parametrize("family", ["clipseg", "biomedclipseg"])
+def test_vlsm_masks_iou_098(tmp_path, low, family):
+    from napari_vip.models.vlsm import VlsmSpec
+    from napari_vip.worker.vlsm import vlsm_model
+    from tests.vlsm_fixtures import disc_and_square, tiny_biomedclipseg_config, tiny_clipseg_arch, write_arch_json
+
+    cfg = (write_arch_json(tmp_path / "arch.json", tiny_clipseg_arch(), 352) if family == "clipseg"
+           else tiny_biomedclipseg_config(tmp_path))
+    engine = Engine()
+    models = {p: vlsm_model(engine, VlsmSpec(family, untrained=True, config=str(cfg), precision=p), "cpu")
+              for p in ("fp32", low)}  # untrained VLSMs are seeded: the same weights
+    assert models[low].provenance()["precision"] == low and models["fp32"].provenance()["precision"] == "fp32"
+    assert models[low].weights_id.endswith(f":{low}")  # stored activations of two precisions never share a key
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        img, _, _ = disc_and_square(96, rng, "disc")
+        a, b = (models[p].predict(img, "one filled disc").mask for p in ("fp32", low))
+        assert a.any() and iou(a, b) >= 0.98, k

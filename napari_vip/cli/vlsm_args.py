@@ -32,7 +32,8 @@ def vlsm_spec_from_args(args, family: str | None = None):
     source = args.vlsm_checkpoint
     if source is None and not args.vlsm_untrained:
         source = DEFAULT_SOURCES[family]
-    return VlsmSpec(family, source=source, untrained=args.vlsm_untrained, config=args.vlsm_config)
+    return VlsmSpec(family, source=source, untrained=args.vlsm_untrained, config=args.vlsm_config,
+                    precision=getattr(args, "precision", "auto"))
 
 
 def run_vlsm_segment(args, image) -> int:

@@ -221,3 +221,37 @@ def cast_module(module, precision: str, float32_output: bool = True):
         hooks.append(module.register_forward_hook(lambda mod, args, out: _cast_floats(out, torch.float32)))
     module._vip_precision_hooks = tuple(hooks)
     return module
+
+
+#: Where the blocks of a VLSM's frozen vision tower are, as attribute paths on ``VlsmModel.module`` (CLIPSeg and
+#: CoTexNet: transformers' CLIP vision encoder; BiomedCLIPSeg: the timm ViT trunk).
+VLSM_VISION_BLOCKS = ("clipseg.clip.vision_model.encoder.layers", "biomedclip.visual.trunk.blocks")
+
+
+def apply_vlsm_precision(model, precision: str):
+    """Run a VLSM's frozen vision-tower blocks in ``precision``; returns ``model`` with ``model.precision`` set.
+
+    Each block is cast with float32 output (:func:`cast_module`), so the hidden states the decoder reads (and that
+    the activation store keeps) are float32; the text tower, the decoder, the sigmoid and the threshold stay
+    float32.  A precision other than float32 is added to ``model.weights_id`` (``...:bf16``), so stored
+    activations of two precisions never share a key.  Meant for inference: a fine-tuning run that saves the whole
+    module should load its model in ``fp32`` (the cast weights would be saved rounded).
+    """
+    blocks = None
+    for path in VLSM_VISION_BLOCKS:
+        obj = model.module
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if obj is not None:
+            blocks = list(obj)
+            break
+    if blocks is None:
+        raise VipInputError(f"{type(model.module).__name__}: no vision tower found to run in {precision}; use fp32.")
+    for block in blocks:
+        cast_module(block, precision)
+    if precision != "fp32" and not str(model.weights_id).endswith(f":{precision}"):
+        model.weights_id = f"{model.weights_id}:{precision}"
+    model.precision = precision
+    return model

@@ -73,9 +73,11 @@ class VlsmRow(QWidget):
         from ..models.vlsm.spec import DEFAULT_SOURCES
 
         family = METHODS[self.method.currentText()]
+        picker = getattr(self.dock, "model", None)  # the dock's device row: its precision too
+        precision = picker.precision.currentText() if hasattr(picker, "precision") else "auto"
         if self.untrained.isChecked():
-            return VlsmSpec(family, untrained=True)
-        return VlsmSpec(family, source=self.source.text().strip() or DEFAULT_SOURCES[family])
+            return VlsmSpec(family, untrained=True, precision=precision)
+        return VlsmSpec(family, source=self.source.text().strip() or DEFAULT_SOURCES[family], precision=precision)
 
     # -- the ladder ----------------------------------------------------------------------------------------------
     def _region(self, hw) -> np.ndarray | None:

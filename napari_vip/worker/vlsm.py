@@ -101,13 +101,16 @@ class VlsmSegmentResult:
 
 
 def vlsm_model(engine, spec, device: str, progress=None):
-    """The engine's cached :class:`~napari_vip.models.vlsm.VlsmModel` for ``spec`` on ``device``."""
+    """The engine's cached :class:`~napari_vip.models.vlsm.VlsmModel` for ``spec`` on ``device``, its vision tower
+    in ``spec.precision`` (``auto`` resolved on ``device``)."""
     from ..models.device import resolve_device
+    from ..models.precision import apply_vlsm_precision, concrete_precision
     from ..models.vlsm import load_vlsm
 
     dev = resolve_device(device)
+    spec = concrete_precision(spec, dev, "vlsm")
     say = (lambda text: progress(0, 0, text)) if progress else None
-    return engine.model(("vlsm", spec, dev), lambda: load_vlsm(spec, dev, say))
+    return engine.model(("vlsm", spec, dev), lambda: apply_vlsm_precision(load_vlsm(spec, dev, say), spec.precision))
 
 
 def mask_box_xyxy(mask: np.ndarray) -> tuple[float, float, float, float] | None:

@@ -214,7 +214,8 @@ class VlsmModel:
         """Model part of a result's provenance."""
         return {"model": self.spec.to_dict(), "weights_sha256": self.sha256, "untrained": self.untrained,
                 "device": str(self.device), "family": self.family, "method": self.method,
-                "input_size": self.input_size, "threshold": self.threshold}
+                "input_size": self.input_size, "threshold": self.threshold,
+                "precision": getattr(self, "precision", "fp32")}
 
     def preprocessing_key(self) -> str:
         """What decides :meth:`preprocess`'s output (part of a stored-activation key)."""

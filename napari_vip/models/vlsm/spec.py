@@ -72,14 +72,21 @@ class VlsmSpec:
     config : str or None
         A JSON architecture config (see :mod:`napari_vip.models.vlsm.build`) for an untrained or small model,
         or for the architecture of a ``.safetensors`` file.
+    precision : str
+        ``auto|fp32|bf16|fp16``: what the frozen vision tower runs in for inference
+        (:func:`napari_vip.models.precision.apply_vlsm_precision`); fine-tuning loads float32.
     """
 
     family: str = "clipseg"
     source: str | None = None
     untrained: bool = False
     config: str | None = None
+    precision: str = "auto"
 
     def __post_init__(self):
+        from ..precision import check_precision
+
+        check_precision(self.precision)
         if self.family not in FAMILIES:
             raise VipInputError(f"Unknown VLSM {self.family!r}; choose one of {', '.join(FAMILIES)}.")
         if self.untrained and self.source:
