@@ -194,3 +194,15 @@ def test_selftest_says_what_a_precision_means_here(capsys):
     assert main(["selftest", "--device", "cpu", "--precision", "auto", "--json"]) == 0
     got = json.loads(capsys.readouterr().out)["precision"]
     assert got == {fam: P.resolve_precision("auto", "cpu", fam) for fam in ("clip", "sam", "sam2")}
+
+
+def test_server_status_names_its_precision():
+    from fastapi.testclient import TestClient
+
+    from napari_vip.serve.app import ServerConfig, create_app
+    from napari_vip.serve.policy import ServerPolicy
+
+    app = create_app(ServerConfig(token="t" * 32, policy=ServerPolicy("cpu", precision="bf16")))
+    with TestClient(app) as http:
+        status = http.get("/status", headers={"Authorization": "Bearer " + "t" * 32}).json()
+    assert status["device"] == "cpu" and status["precision"] == "bf16"

@@ -202,7 +202,8 @@ def create_app(config: ServerConfig | None = None, engine=None):
 
     @app.get("/status", dependencies=[Depends(authorised)])
     def status() -> dict:
-        return {"version": __version__, "device": device, "clients": len(connected), **scheduler.status(),
+        return {"version": __version__, "device": device, "precision": cfg.policy.precision,
+                "clients": len(connected), **scheduler.status(),
                 "loaded_models": [[str(part) for part in key] for key in engine.loaded_models()],
                 "array_store": store.summary(), "gpu_memory": gpu_memory()}
 
