@@ -63,7 +63,8 @@ class WorkerBridge(QObject):
         def finish(cb):
             def call(arg):
                 self._close_bar(job_id)
-                cb(arg)
+                if not owner_deleted(cb):  # a dock closed while its job ran: nothing left to show it in
+                    cb(arg)
                 self._update_busy()
             return call
 
@@ -176,6 +177,18 @@ def _show_death(message: str) -> None:
     from napari.utils.notifications import show_error
 
     show_error(message)
+
+
+def owner_deleted(callback) -> bool:
+    """Whether ``callback`` is a method of a Qt object whose C++ side is gone (its dock was closed)."""
+    owner = getattr(callback, "__self__", None)
+    if not isinstance(owner, QObject):
+        return False
+    try:
+        owner.objectName()
+    except RuntimeError:  # "wrapped C/C++ object ... has been deleted" (every Qt binding says it so)
+        return True
+    return False
 
 
 _BRIDGES: weakref.WeakKeyDictionary[object, WorkerBridge] = weakref.WeakKeyDictionary()
