@@ -12,7 +12,9 @@ Rows (full-size untrained networks: timing does not depend on weight values):
 - ``embed``: SAM 2.1 hiera-t image embedding of one 1024x1024 plane;
 - ``propagate``: SAM 2.1 hiera-t tracking one object through ``--slices`` slices of 1024x1024, per slice;
 - ``attention``: one ViT-B-16 attention-rollout map of a 256x256 render;
-- ``autocast``: the ViT-B-16 image tower on 4 renders under ``torch.autocast`` in bfloat16 instead of casting.
+- ``autocast``: the ViT-B-16 image tower on 4 renders under ``torch.autocast`` in bfloat16 instead of casting;
+- ``parity`` (not in the default run): the full-size ViT-B-16 image tower on one render in bf16 (or the low
+  precisions named in ``--precisions``) against float32: embedding cosine and class-probability change.
 
 Each row also gives the step's floating-point operations (counted with ``torch.utils.flop_counter``) and the time
 they would take at the matrix-product rate of the precision: the ceiling the step is measured against.  A
@@ -171,6 +173,43 @@ def step_autocast(device, repeats, cast: bool):
     return out
 
 
+def parity_clip(device, precisions):
+    """Full-size ViT-B-16 (untrained, a trained CLIP's logit scale 100): one 256² render through the image tower in
+    each precision against float32: cosine of the embeddings, largest change of 5 class probabilities, seconds."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from napari_vip.core.markers import Marker
+    from napari_vip.core.recipes import render
+    from napari_vip.models.clip import _create, load_clip
+    from napari_vip.models.spec import ModelSpec
+
+    r = [render(xray(), Marker((150, 120, 330, 300), "circle"), "paper")]
+    torch.manual_seed(0)
+    net, _, _ = _create("ViT-B-16", "cpu")
+    net.logit_scale.data.fill_(float(np.log(100.0)))
+    path = Path(tempfile.mkdtemp(prefix="bench_precision_")) / "vitb16.pt"
+    torch.save(net.state_dict(), path)  # one set of weights for every precision
+    del net
+    ref = load_clip(ModelSpec("ViT-B-16", checkpoint=str(path), precision="fp32"), device)
+    text = ref.encode_texts([f"A chest x-ray with signs of {c}." for c in CLASSES])
+    base = ref.encode_images(r)
+    rows = []
+    for p in precisions:
+        clip = load_clip(ModelSpec("ViT-B-16", checkpoint=str(path), precision=p), device)
+        t0 = time.perf_counter()
+        emb = clip.encode_images(r)
+        seconds = time.perf_counter() - t0
+        cos = float(torch.nn.functional.cosine_similarity(emb, base).min())
+        dp = float(np.abs(ref.probabilities(emb, text) - ref.probabilities(base, text)).max())
+        rows.append((p, cos, dp, seconds))
+    path.unlink()
+    path.parent.rmdir()
+    return rows
+
+
 STEPS = {
     "classify": ("classify: 4 renders through ViT-B-16, 5 classes (prompts cached)", step_classify, "clip"),
     "box": ("box -> 3 masks, SAM vit_b, cached embedding", step_box, "sam"),
@@ -226,6 +265,12 @@ def main(argv=None) -> None:
             shown = f"{choice} ({concrete})" if choice == "auto" else choice
             print(f"| {label} | {shown} | {seconds:.3f} | {gflops:.1f} | {floor} | {ratio} |" if gflops else
                   f"| {label} | {shown} | {seconds:.3f} | — | — | {ratio} |", flush=True)
+    if "parity" in args.only:
+        low = [p for p in ("bf16", "fp16") if p in args.precisions] or ["bf16"]
+        print("\n| ViT-B-16 image tower, full size, one render | cosine to float32 | max Δ probability (5 classes, "
+              "logit scale 100) | seconds |\n|---|---:|---:|---:|")
+        for p, cos, dp, seconds in parity_clip(args.device, low):
+            print(f"| {p} | {cos:.6f} | {dp:.4f} | {seconds:.1f} |", flush=True)
     if "autocast" in args.only:
         times = step_autocast(args.device, args.repeats, cast="bf16" in args.precisions or args.device != "cpu")
         print("\n| ViT-B-16 image tower, 4 renders of 256² | seconds | vs float32 |\n|---|---:|---:|")
