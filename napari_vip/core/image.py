@@ -141,3 +141,14 @@ def resize_rgb(rgb: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
         return rgb.copy()
     out = Image.fromarray(np.ascontiguousarray(rgb)).resize((size_hw[1], size_hw[0]), Image.BILINEAR)
     return np.asarray(out, dtype=np.uint8).copy()
+
+
+def resize_nearest_exact(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Resize an ``(H, W)`` array to ``hw`` = ``(h, w)`` with nearest-exact sampling (source index
+    ``floor((i + 0.5) * H / h)``), as ``torchvision``'s ``InterpolationMode.NEAREST_EXACT`` and ``torch``'s
+    ``mode="nearest-exact"`` do."""
+    H, W = mask.shape[:2]
+    h, w = int(hw[0]), int(hw[1])
+    rows = np.minimum(np.floor((np.arange(h) + 0.5) * (H / h)).astype(np.int64), H - 1)
+    cols = np.minimum(np.floor((np.arange(w) + 0.5) * (W / w)).astype(np.int64), W - 1)
+    return mask[rows[:, None], cols[None, :]]

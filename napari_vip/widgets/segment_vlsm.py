@@ -104,7 +104,8 @@ class VlsmRow(QWidget):
             region = self._region(image.rgb.shape[:2])
             if region is None or not region.any():
                 raise VipInputError("The ladder describes a region: segment or draw a box first.")
-            ladder = prompt_ladder(image.rgb, region, self.class_name.text().strip() or "lesion")
+            ladder = prompt_ladder(image.rgb, region, self.class_name.text().strip() or "lesion",
+                                   missing_definition="omit")
         except VipInputError as exc:
             self.dock._warn(str(exc))
             return None

@@ -1,15 +1,9 @@
 """Segmentation data sets: medvlsm's folder layout and annotation files, CSVs of image/mask/prompt, mask checks,
 and export of a user's images and masks in medvlsm's layout."""
 
+from ...core.image import resize_nearest_exact
 from .export import export_medvlsm, pair_folders
-from .masks import (
-    mask_from_array,
-    read_binary_mask,
-    read_rgb,
-    resize_mask_released,
-    resize_nearest_exact,
-    write_mask_png,
-)
+from .masks import mask_from_array, read_binary_mask, read_rgb, resize_mask_released, write_mask_png
 from .medvlsm import (
     AnnotationStyle,
     dumps_annotations,

@@ -144,22 +144,11 @@ def read_rgb(path) -> np.ndarray:
     return _read_rgb(path)
 
 
-def resize_nearest_exact(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """Resize an ``(H, W)`` array to ``hw`` = ``(h, w)`` with nearest-exact sampling (source index
-    ``floor((i + 0.5) * H / h)``), as ``torchvision``'s ``InterpolationMode.NEAREST_EXACT`` and ``torch``'s
-    ``mode="nearest-exact"`` do."""
-    H, W = mask.shape[:2]
-    h, w = int(hw[0]), int(hw[1])
-    rows = np.minimum(np.floor((np.arange(h) + 0.5) * (H / h)).astype(np.int64), H - 1)
-    cols = np.minimum(np.floor((np.arange(w) + 0.5) * (W / w)).astype(np.int64), W - 1)
-    return mask[rows[:, None], cols[None, :]]
-
-
 def resize_mask_released(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """An ``(H, W)`` bool mask resized to ``hw`` = ``(h, w)`` as medvlsm's data module resizes ground truth:
     ``torchvision`` ``Resize(NEAREST_EXACT)`` on a PIL image, which torchvision hands to PIL's ``NEAREST``
     (not the same pixels as torch's ``nearest-exact`` on tensors, used for predicted masks:
-    :func:`resize_nearest_exact`)."""
+    :func:`~napari_vip.core.image.resize_nearest_exact`)."""
     from PIL import Image
 
     m = np.asarray(mask)

@@ -345,7 +345,8 @@ class CoTexNetVlsmModel(_vlsm_model_class()):
 
     def predict(self, image, text: str = ""):
         """Mask of the learned target on ``image`` (``(H, W, 3)`` uint8) without text."""
-        from .model import VlsmPrediction, resize_nearest_exact
+        from ...core.image import resize_nearest_exact
+        from .model import VlsmPrediction
 
         was = self.module.training
         self.module.eval()

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ...core.image import resize_nearest_exact
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -79,19 +81,6 @@ class VlsmPrediction:
     prob: np.ndarray
     mask: np.ndarray
     logits_model: np.ndarray
-
-
-def resize_nearest_exact(arr: np.ndarray, hw) -> np.ndarray:
-    """``(h, w)`` array resized to ``hw`` with torch's ``nearest-exact`` (dtype kept)."""
-    import torch
-    import torch.nn.functional as F
-
-    a = np.asarray(arr)
-    if tuple(a.shape) == tuple(hw):
-        return a.copy()
-    t = torch.as_tensor(a.astype(np.float32))[None, None]
-    out = F.interpolate(t, size=tuple(int(v) for v in hw), mode="nearest-exact")[0, 0].numpy()
-    return out.astype(a.dtype)
 
 
 @dataclass
