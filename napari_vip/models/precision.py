@@ -2,14 +2,15 @@
 
 How a precision is applied
 --------------------------
-The heavy part of a model (CLIP's image tower, SAM's and SAM 2's image encoders) is *cast*: its
+The heavy part of a model (CLIP's image tower, SAM's and SAM 2's image encoders, SAM 2's memory attention and
+memory encoder, a VLSM's vision blocks) is *cast*: its
 weights and its input are converted to the chosen dtype, and its output comes back as float32.  On CPUs this
 is what is fast: ``torch.autocast("cpu", torch.bfloat16)`` re-casts the weights at every call and was measured
 about 4x *slower* than float32 on a CPU where casting the module was 2.5x faster (``benchmarks/bench_precision.py``
 measures both).  What stays in float32, whatever the choice: CLIP's text tower (in bfloat16 it alone failed
 the class-probability gate), softmax over classes, L2 normalisation of
 embeddings, SAM's and SAM 2's prompt encoders and mask decoders (so the mask threshold is applied to float32
-logits), SAM 2's memory attention and memory encoder, attention-map arithmetic, metrics, and every trainable
+logits), attention-map arithmetic, metrics, and every trainable
 parameter (mixed precision with float32 master weights).
 
 ``auto``

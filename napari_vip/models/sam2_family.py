@@ -74,8 +74,8 @@ class Sam2Spec:
     untrained : bool
         Random weights of the real architecture, to try the workflow; flagged in every result.
     precision : str
-        ``auto|fp32|bf16|fp16``: the dtype of the image encoder (:mod:`napari_vip.models.precision`); prompt
-        encoder, mask decoder, memory attention and memory encoder run in float32.
+        ``auto|fp32|bf16|fp16``: the dtype of the image encoder, memory attention and memory encoder
+        (:mod:`napari_vip.models.precision`); prompt encoder and mask decoder run in float32.
     """
 
     arch: str = DEFAULT_SAM2_ARCH
@@ -206,8 +206,8 @@ class Sam2Model(WeightsProvenance):
     weights_id : str
         The checkpoint's sha256, or a per-load random id for untrained weights.
     precision : str
-        What the image encoder runs in, ``fp32|bf16|fp16``; its features come back float32 and the rest of the
-        network (decoder, memory attention, memory encoder) is float32.
+        What the image encoder, memory attention and memory encoder run in, ``fp32|bf16|fp16``; each gives
+        float32 back, and the prompt encoder and mask decoder are float32.
     """
 
     net: object
@@ -363,5 +363,6 @@ def load_sam2(spec: Sam2Spec, device: str = "cpu", progress=None) -> Sam2Model:
     from .precision import cast_module, resolve_precision
 
     precision = resolve_precision(spec.precision, device, "sam2")
-    cast_module(net.image_encoder, precision)
+    for part in (net.image_encoder, net.memory_attention, net.memory_encoder):  # the per-slice cost of tracking
+        cast_module(part, precision)
     return Sam2Model(net, spec, digest, device, weights_id, precision)
