@@ -192,3 +192,21 @@ def tiny_sam2_checkpoint(tmp_path_factory, tiny_sam2_arch):
     path = tmp_path_factory.mktemp("sam2") / "tiny_sam2.pt"
     torch.save({"model": net.state_dict()}, path)
     return tiny_sam2_arch, str(path)
+
+
+@pytest.fixture
+def endoscopy_dock(make_viewer, qtbot, tiny_sam_arch, tmp_path, monkeypatch):
+    """``(viewer, SegmentWidget)`` on a ``(48, 64, 3)`` uint8 picture with a pink box at rows 10..29, cols
+    20..49, the dock's SAM a tiny untrained one on the CPU; the worker ends with the test."""
+    from napari_vip.widgets.segment import SegmentWidget
+
+    monkeypatch.setenv("NAPARI_VIP_CACHE", str(tmp_path / "cache"))
+    viewer = make_viewer()
+    img = np.zeros((48, 64, 3), np.uint8)
+    img[10:30, 20:50] = (230, 120, 150)
+    viewer.add_image(img, name="endoscopy", rgb=True)
+    widget = SegmentWidget(viewer)
+    widget.model.set_untrained(tiny_sam_arch)
+    widget.model.device.setCurrentText("cpu")
+    yield viewer, widget
+    widget.bridge.shutdown()

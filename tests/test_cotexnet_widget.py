@@ -9,30 +9,14 @@ import pytest
 pytest.importorskip("transformers")
 
 
-@pytest.fixture
-def dock(make_viewer, qtbot, tiny_sam_arch, tmp_path, monkeypatch):
-    from napari_vip.widgets.segment import SegmentWidget
-
-    monkeypatch.setenv("NAPARI_VIP_CACHE", str(tmp_path / "cache"))
-    viewer = make_viewer()
-    img = np.zeros((48, 64, 3), np.uint8)
-    img[10:30, 20:50] = (230, 120, 150)
-    viewer.add_image(img, name="endoscopy", rgb=True)
-    widget = SegmentWidget(viewer)
-    widget.model.set_untrained(tiny_sam_arch)
-    widget.model.device.setCurrentText("cpu")
-    yield viewer, widget
-    widget.bridge.shutdown()
-
-
-def test_segment_as_learned_without_a_phrase(dock, qtbot, tmp_path):
+def test_segment_as_learned_without_a_phrase(endoscopy_dock, qtbot, tmp_path):
     from vlsm_fixtures import tiny_clipseg_arch, write_arch_json
 
     from napari_vip.models.vlsm import VlsmSpec, load_vlsm
     from napari_vip.models.vlsm.cotexnet import CotexnetMethod, save_cotexnet_folder
     from napari_vip.widgets.segment import CURRENT_LAYER
 
-    viewer, widget = dock
+    viewer, widget = endoscopy_dock
     cfg = write_arch_json(tmp_path / "arch.json", tiny_clipseg_arch(64, patch=8, complex_conv=False), 64)
     model = CotexnetMethod().prepare(load_vlsm(VlsmSpec("clipseg", untrained=True, config=str(cfg))))
     with __import__("torch").no_grad():  # a bias that makes the untrained decoder's mask non-empty

@@ -277,9 +277,10 @@ def test_real_tiny_clipseg_encodes_once_and_matches_predict(tmp_path, capsys):
     """With a real (tiny, random) CLIPSeg: one image encoding decoded per text gives predict()'s logits, and
     the command line evaluates it with the weights' sha256 in the provenance."""
     pytest.importorskip("transformers")
+    from vlsm_fixtures import save_clipseg_folder, tiny_clipseg_arch
+
     from napari_vip.cli.main import main
     from napari_vip.models.vlsm import VlsmSpec, load_vlsm
-    from tests.vlsm_fixtures import save_clipseg_folder, tiny_clipseg_arch
 
     folder = save_clipseg_folder(tmp_path / "clipseg", tiny_clipseg_arch(64), input_size=64)
     model = load_vlsm(VlsmSpec("clipseg", source=str(folder)))

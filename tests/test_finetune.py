@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
+from vlsm_fixtures import save_clipseg_folder, small_clipseg_arch, write_shapes_dataset
 
 from napari_vip.models.vlsm import VlsmSpec, load_vlsm
 from napari_vip.worker.engine import Engine
 from napari_vip.worker.finetune import FinetuneRequest
-from tests.vlsm_fixtures import save_clipseg_folder, small_clipseg_arch, write_shapes_dataset
 
 
 @pytest.fixture(autouse=True)

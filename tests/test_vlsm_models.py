@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from vlsm_fixtures import save_clipseg_folder, tiny_clipseg_arch, write_arch_json
 
 from napari_vip.core.errors import VipInputError
 from napari_vip.models.vlsm import ImageActivations, VlsmSpec, load_vlsm
-from tests.vlsm_fixtures import save_clipseg_folder, tiny_clipseg_arch, write_arch_json
 
 
 @pytest.fixture(scope="module")
@@ -155,8 +155,7 @@ def test_biomedclipseg_follows_released_forward(tmp_path):
     """BiomedCLIPSeg: block outputs at hidden_states[i + 1] of the list of ViT blocks (as released), the BERT
     tower's projected pooled output as condition, towers frozen, logits (B, 1, S, S)."""
     import torch
-
-    from tests.vlsm_fixtures import tiny_biomedclipseg_config
+    from vlsm_fixtures import tiny_biomedclipseg_config
 
     cfg = tiny_biomedclipseg_config(tmp_path)
     m = load_vlsm(VlsmSpec("biomedclipseg", untrained=True, config=str(cfg)))

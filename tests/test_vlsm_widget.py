@@ -3,32 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-
-from tests.vlsm_fixtures import save_clipseg_folder
+from vlsm_fixtures import save_clipseg_folder
 
 
-@pytest.fixture
-def dock(make_viewer, qtbot, tiny_sam_arch, tmp_path, monkeypatch):
-    from napari_vip.widgets.segment import SegmentWidget
-
-    monkeypatch.setenv("NAPARI_VIP_CACHE", str(tmp_path / "cache"))
-    viewer = make_viewer()
-    img = np.zeros((48, 64, 3), np.uint8)
-    img[10:30, 20:50] = (230, 120, 150)
-    viewer.add_image(img, name="endoscopy", rgb=True)
-    widget = SegmentWidget(viewer)
-    widget.model.set_untrained(tiny_sam_arch)
-    widget.model.device.setCurrentText("cpu")
-    yield viewer, widget
-    widget.bridge.shutdown()
-
-
-def test_vlsm_text_to_mask_candidate_commit_undo_and_ladder(dock, qtbot, tmp_path):
+def test_vlsm_text_to_mask_candidate_commit_undo_and_ladder(endoscopy_dock, qtbot, tmp_path):
     from napari_vip.models.vlsm import VlsmSpec, load_vlsm
     from napari_vip.widgets.segment import CURRENT_LAYER, HEATMAP_LAYER
 
-    viewer, widget = dock
+    viewer, widget = endoscopy_dock
     folder = save_clipseg_folder(tmp_path / "clipseg", seed=3)
     widget.vlsm.method.setCurrentText("CLIPSeg")
     widget.vlsm.source.setText(str(folder))
@@ -69,6 +51,6 @@ def test_vlsm_text_to_mask_candidate_commit_undo_and_ladder(dock, qtbot, tmp_pat
     assert widget.text.text() == widget.vlsm.ladder.itemData(2)
 
 
-def test_similarity_route_is_still_the_default(dock):
-    _, widget = dock
+def test_similarity_route_is_still_the_default(endoscopy_dock):
+    _, widget = endoscopy_dock
     assert not widget.vlsm.active() and not widget.vlsm.refine.isEnabled()

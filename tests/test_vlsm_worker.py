@@ -6,12 +6,12 @@ import json
 
 import numpy as np
 import pytest
+from vlsm_fixtures import save_clipseg_folder
 
 from napari_vip.core.errors import VipInputError
 from napari_vip.models.vlsm import VlsmSpec, load_vlsm
 from napari_vip.worker.engine import Engine
 from napari_vip.worker.vlsm import VlsmSegmentRequest, mask_box_xyxy, sam_mask_input
-from tests.vlsm_fixtures import save_clipseg_folder
 
 
 @pytest.fixture(scope="module")
