@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_volume_propagation import phantom
 
 from napari_vip.models.sam import SamSpec
 from napari_vip.models.sam2_family import Sam2Spec
@@ -168,25 +169,12 @@ def test_sam_masks_iou_098(sam_spec, xray, low, tmp_path, monkeypatch):
                 assert iou(a[obj, k], b[obj, k]) >= 0.98, (prompt, obj, k)
 
 
-def _phantom(z=6, size=128) -> np.ndarray:
-    """``(z, size, size)`` float32 CT-like volume with a ball whose cross-section shrinks away from the middle."""
-    yy, xx = np.mgrid[:size, :size]
-    vol = np.full((z, size, size), -1000.0, np.float32)
-    body = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (0.45 * size) ** 2
-    vol[:, body] = 40.0
-    for k in range(z):
-        vol[k][body] += 5.0 * k
-        r = 0.25 * size * np.sqrt(max(0.0, 1 - ((k - z / 2) / (z / 2 + 1)) ** 2))
-        vol[k][(yy - 0.45 * size) ** 2 + (xx - 0.55 * size) ** 2 < r ** 2] = 300.0
-    return vol
-
-
 def test_propagated_volume_per_slice_iou_098(sam_spec, low, tmp_path, monkeypatch):
     from napari_vip.models.propagation import SlicePrompt
     from napari_vip.worker.volume import PropagateRequest
 
     monkeypatch.setenv("NAPARI_VIP_CACHE", str(tmp_path))
-    vol = _phantom()
+    vol = phantom(z=6, size=128)
     engine = Engine()
     res = {p: engine.run(PropagateRequest(vol, [SlicePrompt(3, box_xyxy=(40, 20, 110, 90))], sam_spec(p),
                                           window=(-200.0, 400.0), iou_threshold=-1e9, stop_when_empty=False,
@@ -288,9 +276,10 @@ def test_prompt_learning_follows_float32(tmp_path, tiny_clip_checkpoint, capsys,
 # -- VLSMs: the frozen vision tower in the precision ----------------------------------------------------------------
 @pytest.mark.parametrize("family", ["clipseg", "biomedclipseg"])
 def test_vlsm_masks_iou_098(tmp_path, low, family):
+    from vlsm_fixtures import disc_and_square, tiny_biomedclipseg_config, tiny_clipseg_arch, write_arch_json
+
     from napari_vip.models.vlsm import VlsmSpec
     from napari_vip.worker.vlsm import vlsm_model
-    from tests.vlsm_fixtures import disc_and_square, tiny_biomedclipseg_config, tiny_clipseg_arch, write_arch_json
 
     cfg = (write_arch_json(tmp_path / "arch.json", tiny_clipseg_arch(), 352) if family == "clipseg"
            else tiny_biomedclipseg_config(tmp_path))
