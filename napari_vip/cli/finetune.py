@@ -1,5 +1,5 @@
 """``napari-vip finetune DATA --model clipseg|biomedclipseg|biomedclipseg-d [--vlsm-checkpoint DIR] --prompt p6
---out DIR [--epochs N --batch-size B --lr LR --train decoder|decoder+text] --json``: fine-tune a VLSM on the
+--out DIR [--epochs N --batch-size B --lr LR --train decoder|decoder+text --precision auto|fp32|bf16|fp16] --json``: fine-tune a VLSM on the
 user's masks with medvlsm's recipe (see docs/vlsm.md); runs unchanged under ``torchrun --nproc_per_node N``."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import argparse
 
 def add_parser(sub) -> None:
     from ..models.device import DEVICES
+    from ..models.precision import PRECISIONS
     from ..models.vlsm.finetune import LOSSES, TRAIN_PARTS
     from ..models.vlsm.spec import FAMILIES
 
@@ -61,6 +62,10 @@ def add_parser(sub) -> None:
     p.add_argument("--val-split", default="val")
     p.add_argument("--no-resume", action="store_true", help="start again even if DIR holds an interrupted run")
     p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="what the frozen vision encoder (the stored activations) runs in; what trains and the saved "
+                        "weights stay float32 (auto: bf16 on CPUs with AMX/AVX-512-BF16 and on GPUs that run it, "
+                        "fp16 on older GPUs, else fp32; see docs/precision.md)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -73,7 +78,8 @@ def request_from_args(args):
     source = args.vlsm_checkpoint
     if source is None and not args.vlsm_untrained:
         source = DEFAULT_SOURCES[args.model]
-    spec = VlsmSpec(args.model, source=source, untrained=args.vlsm_untrained, config=args.vlsm_config)
+    spec = VlsmSpec(args.model, source=source, untrained=args.vlsm_untrained, config=args.vlsm_config,
+                    precision=getattr(args, "precision", "auto"))
     recipe = {"prompt": args.prompt, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
               "train": args.train, "loss": args.loss, "seed": args.seed, "early_stop_patience": args.early_stop,
               "micro_batches": args.micro_batches}

@@ -4,6 +4,8 @@ Reads the data set (medvlsm's layout or a CSV) through :mod:`napari_vip.io.datas
 model (never the engine's cached one: training changes it), stores the frozen encoder's activations in the
 user cache (``$NAPARI_VIP_CACHE/vlsm_activations``) and runs :func:`napari_vip.models.vlsm.finetune.finetune`.
 Under ``torchrun`` (``WORLD_SIZE`` > 1) it joins the process group first (gloo on CPU, nccl on CUDA).
+The model spec's ``precision`` (``auto`` resolved on the device; ``auto`` is float32 on CPUs without bf16
+instructions) is what the frozen vision encoder runs in; the trained parts and the saved weights stay float32.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ class FinetuneRequest:
     data : str
         A folder in medvlsm's layout (``images/``, ``masks/``, ``anns/{train,val,test}.json``) or a CSV.
     model : VlsmSpec
-        The starting weights (released, a fine-tuned folder, or untrained).
+        The starting weights (released, a fine-tuned folder, or untrained); its ``precision`` is what the frozen
+        vision encoder runs in while training (:func:`napari_vip.models.vlsm.finetune.finetune`).
     out : str
         Output folder (resumed from when it holds this run's ``last.pt``).
     method : str
@@ -155,9 +158,10 @@ def finetune_vlsm(engine, req: FinetuneRequest, progress) -> FinetuneResult:
     from ..io.datasets import open_seg_dataset
     from ..models.device import resolve_device
     from ..models.embedding_cache import cache_root
+    from ..models.precision import resolve_precision
     from ..models.vlsm import load_vlsm
     from ..models.vlsm.activation_store import ActivationStore
-    from ..models.vlsm.finetune import Recipe, finetune
+    from ..models.vlsm.finetune import Recipe, finetune, training_precision
 
     notes: list[str] = []
     progress(0, 0, f"reading {req.data}")
@@ -171,7 +175,8 @@ def finetune_vlsm(engine, req: FinetuneRequest, progress) -> FinetuneResult:
         notes.append(f"no {req.val_split} split: the training loss and Dice choose the best epoch")
     rank, world, device = init_distributed(resolve_device(req.device))
     progress(0, 0, f"loading {req.model.describe()}")
-    model = load_vlsm(req.model, device, lambda text: progress(0, 0, text))
+    precision = resolve_precision(getattr(req.model, "precision", "fp32"), device, "vlsm")
+    model = load_vlsm(req.model, device, lambda text: progress(0, 0, text))  # float32: finetune casts the encoder
     recipe = Recipe.released(model.family, **{**method_recipe(req.method), **req.recipe})
     method = method_for(req.method, recipe, model, req.method_options)
     if req.activations == "" or model.sha256 is None:
@@ -184,10 +189,12 @@ def finetune_vlsm(engine, req: FinetuneRequest, progress) -> FinetuneResult:
     digest = _data_digest(train, val)
     outcome = finetune(model, _items(train, model, notes), _items(val, model, notes), recipe, req.out, method=method,
                        progress=progress, store=store if recipe.store_activations else None, resume=req.resume,
-                       data_sha256=digest, provenance={"data": str(req.data), "world_size": world})
+                       data_sha256=digest, provenance={"data": str(req.data), "world_size": world},
+                       precision=precision)
     if world > 1 and rank == 0:
         notes.append(f"{world} processes (DistributedDataParallel), global batch {recipe.batch_size}")
-    prov = {"model": req.model.to_dict(), "method": method.name, "data_sha256": digest, "world_size": world}
+    prov = {"model": req.model.to_dict(), "method": method.name, "data_sha256": digest, "world_size": world,
+            "precision": training_precision(precision)}
     return FinetuneResult(outcome.out_dir, method.name, outcome.history, outcome.best_epoch, outcome.best_val_dice,
                           outcome.stopped, outcome.resumed_from, len(train), len(val), recipe.to_dict(), prov,
                           outcome.activations, notes)

@@ -30,8 +30,16 @@ nccl on GPU); each global batch is split over the ranks and their losses weighte
 equals the one-process gradient of the same global batch; validation sums are all-reduced, so every rank takes
 the same scheduler and early-stopping decisions.  Rank 0 writes the output.
 
-Output folder: ``model.safetensors`` (best weights of the whole module), ``config.json`` (family, method,
-architecture, preprocessing, base source, recipe), ``provenance.json``, ``history.json`` and ``last.pt``
+Precision (``precision=``, ``fp32|bf16|fp16``; ``napari-vip finetune --precision``): the frozen vision blocks
+(what computes the stored activations) are cast to it with float32 output
+(:func:`napari_vip.models.precision.apply_vlsm_precision`), so the stored activations come from that precision and
+their key carries it (``weights_id`` ends in ``:bf16``: activations of two precisions never mix); everything
+that trains (decoder, text tower, CoTexNet's heads) keeps float32 master weights, the loss and the optimiser run
+in float32, and the saved weights (``model.safetensors``, ``last.pt``) are float32: the cast blocks are written
+from float32 copies taken before the cast, so a fine-tuned folder never holds rounded encoder weights.
+
+Output folder: ``model.safetensors`` (best weights of the whole module, float32), ``config.json`` (family, method,
+architecture, preprocessing, base source, recipe, ``precision``), ``provenance.json``, ``history.json`` and ``last.pt``
 (resumable state: tensors and plain numbers, ``torch.load(weights_only=True)``-loadable).
 """
 
@@ -372,15 +380,55 @@ class _Data:
         return out
 
 
-def _signature(model, recipe: Recipe, method_name: str, data_sha256: str | None) -> str:
+def _signature(model, recipe: Recipe, method_name: str, data_sha256: str | None, precision: str = "fp32") -> str:
     keep = {k: v for k, v in recipe.to_dict().items() if k not in ("epochs",)}
-    return json.dumps({"weights": model.sha256 or model.weights_id, "family": model.family, "method": method_name,
-                       "recipe": keep, "data": data_sha256}, sort_keys=True)
+    sig = {"weights": model.sha256 or model.weights_id, "family": model.family, "method": method_name,
+           "recipe": keep, "data": data_sha256}
+    if precision != "fp32":  # fp32 runs keep the signature they always had (their last.pt still resumes)
+        sig["precision"] = precision
+    return json.dumps(sig, sort_keys=True)
+
+
+def cast_frozen_encoder(model, precision: str, trainable: list) -> dict:
+    """Run ``model``'s frozen vision blocks in ``precision`` (``fp32|bf16|fp16``) for fine-tuning.
+
+    Returns ``{state_dict key: float32 CPU tensor}``: the cast entries as they were before the cast, which
+    :func:`_float32_state` writes in their place, so saved weights stay float32 and unrounded.  ``fp32``: ``{}``
+    and nothing changes.  Refuses a model whose vision tower was already cast (its float32 weights are gone) and a
+    method that would train a cast parameter (master weights must be float32).
+    """
+    import torch
+
+    from ..precision import CONCRETE, apply_vlsm_precision
+
+    if precision not in CONCRETE:
+        raise VipInputError(f"Fine-tuning precision {precision!r} is not one of {', '.join(CONCRETE)}; resolve "
+                            "'auto' first (napari_vip.models.precision.resolve_precision).")
+    if getattr(model, "precision", "fp32") != "fp32":
+        raise VipInputError(f"The model's vision tower already runs in {model.precision}: fine-tuning needs the "
+                            "model loaded in float32 (load_vlsm) and casts the frozen encoder itself.")
+    if precision == "fp32":
+        return {}
+    module = model.module
+    before = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items() if v.is_floating_point()}
+    apply_vlsm_precision(model, precision)
+    kept = {k: before[k] for k, v in module.state_dict().items() if k in before and v.dtype != before[k].dtype}
+    if any(p.dtype != torch.float32 for p in trainable):
+        raise VipInputError(f"This method trains part of the vision tower, which cannot run in {precision} with "
+                            "float32 master weights; fine-tune with --precision fp32.")
+    return kept
+
+
+def _float32_state(module, frozen32: dict) -> dict:
+    """``module.state_dict()`` with the cast frozen entries replaced by their float32 originals."""
+    state = module.state_dict()
+    return {k: frozen32.get(k, v) for k, v in state.items()}
 
 
 def finetune(model, train: list[FinetuneItem], val: list[FinetuneItem], recipe: Recipe, out_dir,
              method: FinetuneMethod | None = None, progress=None, store=None, resume: bool = True,
-             data_sha256: str | None = None, provenance: dict | None = None) -> FinetuneOutcome:
+             data_sha256: str | None = None, provenance: dict | None = None,
+             precision: str = "fp32") -> FinetuneOutcome:
     """Fine-tune ``model`` in place; the best weights (by validation Dice) end up in ``model`` and ``out_dir``.
 
     Parameters
@@ -401,6 +449,9 @@ def finetune(model, train: list[FinetuneItem], val: list[FinetuneItem], recipe: 
         memory for this run; ``recipe.store_activations=False``: encoded again every step).
     data_sha256, provenance : optional
         Recorded in ``provenance.json`` (the data set's digest, the prompt type's source, ...).
+    precision : str
+        ``fp32`` (default), ``bf16`` or ``fp16``: what the frozen vision encoder runs in (module docstring);
+        ``model`` must be loaded in float32.  The trained parts and the saved weights stay float32.
     """
     import torch
 
@@ -425,6 +476,7 @@ def finetune(model, train: list[FinetuneItem], val: list[FinetuneItem], recipe: 
     params = method.trainable(model)
     if not params:
         raise VipInputError(f"Method {method.name} has nothing to train.")
+    frozen32 = cast_frozen_encoder(model, precision, params)
     if recipe.store_activations and store is None:
         store = ActivationStore(None)
     if not recipe.store_activations:
@@ -449,7 +501,7 @@ def finetune(model, train: list[FinetuneItem], val: list[FinetuneItem], recipe: 
                                                            patience=recipe.plateau_patience)
     else:
         raise VipInputError(f"Unknown schedule {recipe.schedule!r}; choose plateau or cosine.")
-    signature = _signature(model, recipe, method.name, data_sha256)
+    signature = _signature(model, recipe, method.name, data_sha256, precision)
     history, start, best_dice, best_epoch, es_best, es_wait, resumed = [], 0, -math.inf, None, -math.inf, 0, None
     last = out / "last.pt"
     if resume and last.is_file():
@@ -530,7 +582,7 @@ def finetune(model, train: list[FinetuneItem], val: list[FinetuneItem], recipe: 
         if improved:
             best_dice, best_epoch = val_dice, epoch
             if rank == 0:
-                _save_weights(module, out / "model.safetensors")
+                _save_weights(module, out / "model.safetensors", frozen32)
         if val_dice - recipe.early_stop_min_delta > es_best:
             es_best, es_wait = val_dice, 0
         else:
@@ -540,7 +592,7 @@ def finetune(model, train: list[FinetuneItem], val: list[FinetuneItem], recipe: 
                "seconds": round(time.perf_counter() - t0, 3)}
         history.append(rec)
         if rank == 0:
-            state = {"signature": signature, "epoch": epoch, "module": module.state_dict(),
+            state = {"signature": signature, "epoch": epoch, "module": _float32_state(module, frozen32),
                      "optimizer": opt.state_dict(), "scheduler": json.dumps(_plain(sched.state_dict())),
                      "history": json.dumps(history), "best_dice": best_dice,
                      "best_epoch": -1 if best_epoch is None else best_epoch, "es_best": es_best, "es_wait": es_wait,
@@ -568,7 +620,7 @@ def finetune(model, train: list[FinetuneItem], val: list[FinetuneItem], recipe: 
     module.eval()
     if rank == 0:
         write_outputs(model, out, recipe, method.name, history, best_epoch, best_dice, stopped, data_sha256,
-                      provenance or {})
+                      provenance or {}, precision)
     acts = {"stored": store is not None, "encoded": getattr(train_data, "encoded", 0)
             + getattr(val_data, "encoded", 0) if store is not None else 0, "seconds": round(enc_seconds, 3)}
     return FinetuneOutcome(str(out), history, None if best_epoch is None else best_epoch + 1,
@@ -609,19 +661,20 @@ def _plain(obj):
     return obj if isinstance(obj, (int, float, str, bool)) or obj is None else str(obj)
 
 
-def _save_weights(module, path: Path) -> None:
+def _save_weights(module, path: Path, frozen32: dict | None = None) -> None:
     from safetensors.torch import save_file
 
-    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    state = {k: v.detach().contiguous().cpu() for k, v in _float32_state(module, frozen32 or {}).items()}
     tmp = path.parent / f".{path.name}.tmp"
     save_file(state, str(tmp))
     tmp.replace(path)
 
 
 def write_outputs(model, out: Path, recipe: Recipe, method_name: str, history, best_epoch, best_dice, stopped,
-                  data_sha256, provenance: dict) -> None:
+                  data_sha256, provenance: dict, precision: str = "fp32") -> None:
     """``config.json`` (what :func:`~napari_vip.models.vlsm.build.load_vlsm` reads back), ``provenance.json``,
-    ``history.json`` and the tokenizer of a fine-tuned folder."""
+    ``history.json`` and the tokenizer of a fine-tuned folder.  ``precision``: what the frozen encoder ran in
+    while training (recorded; the saved weights are float32 whatever it was)."""
     from ... import __version__
     from ..checkpoint import sha256_file
 
@@ -629,7 +682,7 @@ def write_outputs(model, out: Path, recipe: Recipe, method_name: str, history, b
               "input_size": model.input_size, "mean": list(model.mean), "std": list(model.std),
               "context_length": model.context_length, "threshold": recipe.threshold,
               "base": {"spec": model.spec.to_dict(), "weights_sha256": model.sha256, "method": model.method},
-              "recipe": recipe.to_dict()}
+              "recipe": recipe.to_dict(), "precision": training_precision(precision)}
     if model.family == "clipseg":
         config["clipseg"] = model.config["clipseg"]
         model.tokenizer.save_pretrained(str(out / "tokenizer"))
@@ -645,6 +698,16 @@ def write_outputs(model, out: Path, recipe: Recipe, method_name: str, history, b
             "untrained": model.untrained, "weights_sha256": sha256_file(weights) if weights.is_file() else None,
             "data_sha256": data_sha256, "prompt_type": recipe.prompt, "recipe": recipe.to_dict(),
             "epochs_run": len(history), "best_epoch": None if best_epoch is None else best_epoch + 1,
-            "best_val_dice": None if best_epoch is None else best_dice, "stopped": stopped, **provenance}
+            "best_val_dice": None if best_epoch is None else best_dice, "stopped": stopped,
+            "precision": training_precision(precision), **provenance}
     (out / "provenance.json").write_text(json.dumps(prov, indent=1))
     (out / "history.json").write_text(json.dumps(history, indent=1))
+
+
+def training_precision(precision: str) -> dict:
+    """What a fine-tuning run recorded of its precision: the frozen encoder's (``fp32|bf16|fp16`` and its dtype)
+    and the trained and saved weights' (always float32)."""
+    from ..precision import DTYPE_NAMES
+
+    return {"encoder": precision, "encoder_dtype": DTYPE_NAMES[precision], "trained_dtype": "float32",
+            "saved_dtype": "float32"}
