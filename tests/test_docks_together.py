@@ -37,8 +37,9 @@ def test_gui_opens_every_dock_on_the_sample_ready_to_draw(make_window_viewer, qt
     try:
         assert viewer.layers["retina"].rgb and viewer.layers["retina"].data.shape == (1411, 1411, 3)
         titles = [name.split(" (")[0] for name in viewer.window.dock_widgets]
-        assert len(DOCKS) == 6 and all(t in titles for t in ("VIP classify", "VIP prompts", "VIP attention",
-                                                             "VIP segment", "VIP learn", "VIP evaluate"))
+        assert len(DOCKS) == 7 and all(t in titles for t in ("VIP classify", "VIP prompts", "VIP attention",
+                                                             "VIP segment", "VIP learn", "VIP evaluate",
+                                                             "VIP finetune"))
         assert viewer.layers.selection.active.name == MARKERS_LAYER
         assert viewer.layers[MARKERS_LAYER].mode == "add_rectangle"
     finally:

@@ -10,6 +10,7 @@ DOCKS = [
     "napari-vip.segment_widget",
     "napari-vip.learn_widget",
     "napari-vip.evaluate_widget",
+    "napari-vip.finetune_widget",
 ]
 
 
