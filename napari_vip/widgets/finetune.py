@@ -88,11 +88,13 @@ class FinetunePlot(QWidget):
                 p.drawLine(a, b)
             for pt in xy:
                 p.drawEllipse(pt, 2, 2)
-        x = m + 4
+        x = m + 60  # the legend between the epoch labels, under the axes (not over the lines)
         for name, color in SERIES.items():
             p.setPen(color)
-            p.drawText(x, 22, name)
+            p.drawText(x, h - 8, name)
             x += 7 * len(name) + 10
+        p.setPen(QColor("#888888"))
+        p.drawText(w - 40, 20, "Dice 1")
         p.end()
 
 
