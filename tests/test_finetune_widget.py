@@ -103,6 +103,7 @@ def test_edited_sentences_reach_the_csv_and_the_request(make_viewer, qtbot, shap
     try:
         w.method.setCurrentText("cotexnet")
         assert w.keyword.isEnabled() and not w.prompt.isEnabled()
+        assert "(16)" in w.batch.placeholderText()  # CoTexNet's released batch
         w.keyword.setText("shape")
         assert w.make_sentences() is not None
         qtbot.waitUntil(lambda: w.table.rowCount() > 0 or "Failed" in w.status.text(), timeout=120_000)

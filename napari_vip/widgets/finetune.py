@@ -139,10 +139,7 @@ class FinetuneWidget(VipDock):
         self.attributes.addItems(["mask", "llm"])
         self.attributes.setToolTip("mask: attributes measured from the masks; llm: asked of the multimodal model "
                                    "($NAPARI_VIP_LLM_URL, $NAPARI_VIP_LLM_MODEL)")
-        self.epochs, self.batch, self.lr = QLineEdit(), QLineEdit(), QLineEdit()
-        for edit, text in ((self.epochs, "blank: the recipe's (1000, early stop 20)"),
-                           (self.batch, "blank: the recipe's (128)"), (self.lr, "blank: the recipe's (2e-3)")):
-            edit.setPlaceholderText(text)
+        self.epochs, self.batch, self.lr = QLineEdit(), QLineEdit(), QLineEdit()  # blank: the method's recipe
         self.resume = QCheckBox("resume an interrupted run in the output folder")
         self.resume.setChecked(True)
         self.train_btn = QPushButton("Train")
@@ -193,6 +190,7 @@ class FinetuneWidget(VipDock):
         lay.addWidget(self.plot)
         lay.addWidget(self.table)
         self.method.currentTextChanged.connect(self._method_changed)
+        self.family.currentTextChanged.connect(lambda _: self._method_changed(self.method.currentText()))
         self.source.currentTextChanged.connect(self._source_changed)
         self._method_changed(self.method.currentText())
         self._source_changed(self.source.currentText())
@@ -204,6 +202,13 @@ class FinetuneWidget(VipDock):
         for w in (self.keyword, self.attributes, self.sentences_btn):
             w.setEnabled(cotexnet)
         self.table.setVisible(cotexnet)
+        from ..models.vlsm.finetune import Recipe
+        from ..worker.finetune import method_recipe
+
+        r = Recipe.released(self.family.currentText(), **method_recipe(method))
+        self.epochs.setPlaceholderText(f"blank: the recipe's ({r.epochs}, early stop {r.early_stop_patience})")
+        self.batch.setPlaceholderText(f"blank: the recipe's ({r.batch_size})")
+        self.lr.setPlaceholderText(f"blank: the recipe's ({r.lr:g})")
 
     def _source_changed(self, source: str) -> None:
         self.checkpoint.setEnabled(source == SOURCES[1])
