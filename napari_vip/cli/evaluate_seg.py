@@ -1,7 +1,7 @@
 """Segmentation data sets and their evaluation on the command line.
 
 - ``napari-vip evaluate-seg DATA --models clipseg:CIDAS/clipseg-rd64-refined ft=runs/ft1 --prompts p0 ... p9
-  --out DIR [--split test] [--scheduler ADDRESS] --json``: Dice and IoU per image (MONAI), a row per model and
+  --out DIR [--split test] [--precision auto|fp32|bf16|fp16] [--scheduler ADDRESS] --json``: Dice and IoU per image (MONAI), a row per model and
   a column per prompt type with bootstrap intervals (:mod:`napari_vip.worker.segmentation_eval`);
 - ``napari-vip seg-data check DATA --split test``: read a medvlsm folder or CSV and check every sample;
 - ``napari-vip seg-data export (--images DIR --masks DIR | --csv FILE) --class polyp --out DIR``: write a
@@ -35,6 +35,10 @@ def add_parser(sub) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, help="resamples for the 95%% CIs (by patient_id if given)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and of the prompts drawn from lists")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="what every model's vision tower runs in (auto: bf16 on CPUs with AMX/AVX-512-BF16 and on "
+                        "GPUs that run it, fp16 on older GPUs, else fp32); part of the records' identity, so a run "
+                        "in another precision needs its own --out (docs/precision.md)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="Dask scheduler (tcp://host:8786): predict on its workers")
     p.add_argument("--shards", type=int, default=0, help="shards per model on the cluster (default 4 per worker)")
@@ -70,8 +74,9 @@ def add_parser(sub) -> None:
     e.set_defaults(func=run_export)
 
 
-def parse_model(text: str, vlsm_config: str | None = None):
-    """``[LABEL=]FAMILY:SOURCE``, ``[LABEL=]FAMILY:untrained`` or ``[LABEL=]DIR`` -> ``SegModelEntry``."""
+def parse_model(text: str, vlsm_config: str | None = None, precision: str = "auto"):
+    """``[LABEL=]FAMILY:SOURCE``, ``[LABEL=]FAMILY:untrained`` or ``[LABEL=]DIR`` -> ``SegModelEntry`` (its
+    spec in ``precision``)."""
     from ..core.errors import VipInputError
     from ..models.vlsm import VlsmSpec
     from ..models.vlsm.spec import FAMILIES, source_kind
@@ -83,9 +88,10 @@ def parse_model(text: str, vlsm_config: str | None = None):
     family, colon, source = rest.partition(":")
     if colon and family in FAMILIES:
         if source == "untrained":
-            spec = VlsmSpec(family, None, untrained=True, config=vlsm_config)
+            spec = VlsmSpec(family, None, untrained=True, config=vlsm_config, precision=precision)
         else:  # the architecture config names a bare safetensors file's architecture; folders carry their own
-            spec = VlsmSpec(family, source, config=vlsm_config if source.lower().endswith(".safetensors") else None)
+            spec = VlsmSpec(family, source, config=vlsm_config if source.lower().endswith(".safetensors") else None,
+                            precision=precision)
         kind = "fine-tuned" if source != "untrained" and source_kind(source) == "finetuned" else "zero-shot"
         return SegModelEntry(label or family, spec, kind)
     folder = Path(rest).expanduser()
@@ -96,7 +102,7 @@ def parse_model(text: str, vlsm_config: str | None = None):
             raise VipInputError(f"{str(folder)!r}: config.json names no VLSM family ({', '.join(FAMILIES)}); "
                                 "give FAMILY:SOURCE instead.")
         kind = "fine-tuned" if source_kind(str(folder)) == "finetuned" else "zero-shot"
-        return SegModelEntry(label or folder.name, VlsmSpec(family, str(folder)), kind)
+        return SegModelEntry(label or folder.name, VlsmSpec(family, str(folder), precision=precision), kind)
     raise VipInputError(f"Model {text!r}: give [LABEL=]FAMILY:SOURCE ({', '.join(FAMILIES)}; SOURCE a Hugging Face "
                         "folder, hub id, .safetensors file or 'untrained') or [LABEL=]DIR written by "
                         "`napari-vip finetune`.")
@@ -108,7 +114,7 @@ def run(args) -> int:
     from ..worker.segmentation_eval.outputs import format_table
     from .evaluate import _bar
 
-    models = tuple(parse_model(m, args.vlsm_config) for m in args.models)
+    models = tuple(parse_model(m, args.vlsm_config, getattr(args, "precision", "auto")) for m in args.models)
     req = EvaluateSegRequest(args.data, models, tuple(args.prompts), None if args.split == "all" else args.split,
                              args.out, args.resolution, args.bootstrap, args.seed, args.device, args.scheduler,
                              args.shards, not args.no_masks)

@@ -20,6 +20,11 @@ finished (sample, prompt type) is appended to ``records/<model>.jsonl`` at once 
 to ``masks/<model>/<prompt>/<sample>.png``, so an interrupted run resumes where it stopped; the files of
 :mod:`.outputs` are written at the end.  ``scheduler`` runs the predictions on a
 Dask cluster (:mod:`.cluster`).
+
+Precision: each model's ``spec.precision`` (``auto|fp32|bf16|fp16``; ``auto`` resolved on the device, float32 on
+CPUs without bf16 instructions) is what its frozen vision tower runs in.  The concrete precision is part of the
+model's identity next to its weights' sha256: it is in ``records/<model>.json`` (the records' settings) and
+checked against ``records/<model>.provenance.json``, so a bf16 run never reuses records made in fp32.
 """
 
 from __future__ import annotations
@@ -59,6 +64,16 @@ class SegModelEntry:
     label: str
     spec: object
     kind: str = "zero-shot"
+
+
+def concrete_spec(spec, device: str):
+    """``spec`` with ``precision="auto"`` replaced by what it means on ``device`` (specs without a precision as
+    they are)."""
+    if not hasattr(spec, "precision"):
+        return spec
+    from ...models.precision import concrete_precision
+
+    return concrete_precision(spec, device, "vlsm")
 
 
 @dataclass
@@ -176,16 +191,22 @@ class RecordStore:
 
     def check_provenance(self, provenance: dict, label: str) -> dict:
         """Keep the loaded model's provenance with the records (``records/<model>.provenance.json``); weights of
-        another sha256 than those that made the records are refused."""
+        another sha256, or another precision (records without one were made in fp32), than those that made the
+        records are refused."""
         if self.path is None:
             return provenance
         path = self.path.with_suffix(".provenance.json")
         if path.is_file() and self.records:
-            old = json.loads(path.read_text()).get("weights_sha256")
+            stored = json.loads(path.read_text())
+            old = stored.get("weights_sha256")
             if old != provenance.get("weights_sha256"):
                 raise VipInputError(f"The weights of model {label!r} changed since its records in "
                                     f"{str(self.path.parent.parent)!r} were made (sha256 {old} -> "
                                     f"{provenance.get('weights_sha256')}); use a new --out folder.")
+            was, now = stored.get("precision", "fp32"), provenance.get("precision", "fp32")
+            if was != now:
+                raise VipInputError(f"The records of model {label!r} in {str(self.path.parent.parent)!r} were made "
+                                    f"in {was}, this run is in {now}; use a new --out folder or another label.")
         path.write_text(json.dumps(provenance, indent=2, default=str))
         return provenance
 
@@ -283,7 +304,8 @@ def evaluate_seg(engine, req: EvaluateSegRequest, progress) -> EvaluateSegResult
     from ...models.device import resolve_device
 
     device = resolve_device(req.device)
-    for entry in models:
+    models = tuple(SegModelEntry(m.label, concrete_spec(m.spec, device), m.kind) for m in models)
+    for entry in models:  # the spec's concrete precision is in the signature: fp32 and bf16 records never mix
         signature = {"model": _spec_dict(entry.spec), "kind": entry.kind, "data": str(Path(req.data).resolve()),
                      "split": req.split, "resolution": req.resolution, "seed": req.seed}
         store = RecordStore(req.out_dir, entry.label, signature)
@@ -327,7 +349,8 @@ def evaluate_seg(engine, req: EvaluateSegRequest, progress) -> EvaluateSegResult
     extra = {"dataset": data.source, "layout": data.layout, "split": req.split, "resolution": req.resolution,
              "metric": "monai compute_dice / compute_iou (include_background=False, ignore_empty=False)",
              "bootstrap": {"n": req.bootstrap, "seed": req.seed, "unit": "patient" if groups else "sample"},
-             "prompt_seed": req.seed, "scheduler": req.scheduler}
+             "prompt_seed": req.seed, "scheduler": req.scheduler,
+             "model_precision": {m.label: getattr(m.spec, "precision", "fp32") for m in models}}
     result = EvaluateSegResult(
         model_rows, prompt_types, table, per_image,
         Provenance(__version__, untrained=any(m["provenance"].get("untrained") for m in model_rows),

@@ -14,10 +14,13 @@ from ...core.prompt_ladder import choose_prompt
 
 
 def load_seg_model(spec, device: str = "cpu"):
-    """The VLSM of ``spec`` (``napari_vip.models.vlsm.load_vlsm``)."""
+    """The VLSM of ``spec`` (``napari_vip.models.vlsm.load_vlsm``), its vision tower in ``spec.precision``
+    (``auto`` resolved on ``device``; :func:`napari_vip.models.precision.apply_vlsm_precision`)."""
+    from ...models.precision import apply_vlsm_precision, resolve_precision
     from ...models.vlsm import load_vlsm
 
-    return load_vlsm(spec, device)
+    precision = resolve_precision(getattr(spec, "precision", "fp32"), device, "vlsm")
+    return apply_vlsm_precision(load_vlsm(spec, device), precision)
 
 
 def prompt_rng(seed: int, sample_id: str, prompt_type: str) -> random.Random:
