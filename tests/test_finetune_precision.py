@@ -159,3 +159,29 @@ def test_cli_finetune_takes_precision(shapes, small_clipseg, tmp_path, capsys):
     d = json.loads(capsys.readouterr().out)
     assert d["provenance"]["precision"]["encoder"] == "bf16"
     assert d["provenance"]["model"]["precision"] == "bf16"
+
+
+def test_bf16_run_resumes_in_bf16_only(shapes, small_clipseg, tmp_path):
+    """An interrupted bf16-encoder run resumes to the uninterrupted run's history; fp32 does not resume it."""
+    from napari_vip.core.errors import VipInputError
+    from napari_vip.worker.engine import ProgressReporter
+    from napari_vip.worker.protocol import Cancelled
+
+    def run(out, precision="bf16", progress=None):
+        return Engine().run(FinetuneRequest(
+            str(shapes), VlsmSpec("clipseg", source=str(small_clipseg), precision=precision), str(out),
+            recipe={"prompt": "p1", "epochs": 2, "batch_size": 16, "lr": 3e-3}, activations="", device="cpu"),
+            ProgressReporter(progress))
+
+    def stop_after_one(done, total, text="", data=None):
+        if data and data.get("epoch", {}).get("epoch") == 1:
+            raise Cancelled()
+
+    full = run(tmp_path / "full")
+    with pytest.raises(Cancelled):
+        run(tmp_path / "cut", progress=stop_after_one)
+    resumed = run(tmp_path / "cut")
+    assert resumed.resumed_from == 1
+    assert [h["val_dice"] for h in resumed.history] == pytest.approx([h["val_dice"] for h in full.history], abs=1e-6)
+    with pytest.raises(VipInputError, match="another run"):
+        run(tmp_path / "cut", precision="fp32")
