@@ -210,3 +210,29 @@ def endoscopy_dock(make_viewer, qtbot, tiny_sam_arch, tmp_path, monkeypatch):
     widget.model.device.setCurrentText("cpu")
     yield viewer, widget
     widget.bridge.shutdown()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models train fastest on one torch thread (and the machine's cores are shared); restored after."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def shapes(tmp_path_factory):
+    """A synthetic segmentation set in medvlsm's layout where the text names the target (a disc or a square):
+    24 train, 6 val, 8 test images (see ``vlsm_fixtures.write_shapes_dataset``)."""
+    from vlsm_fixtures import write_shapes_dataset
+
+    return write_shapes_dataset(tmp_path_factory.mktemp("shapes"), {"train": 24, "val": 6, "test": 8})
+
+
+@pytest.fixture(scope="session")
+def small_clipseg(tmp_path_factory):
+    """A folder holding a small CLIPSeg (64 px input) with random weights, loadable with ``load_vlsm``."""
+    from vlsm_fixtures import save_clipseg_folder, small_clipseg_arch
+
+    return save_clipseg_folder(tmp_path_factory.mktemp("small_clipseg"), small_clipseg_arch(), input_size=64)

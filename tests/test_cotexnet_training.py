@@ -63,12 +63,7 @@ def held_out_dice(model, target, n=32):
     return float(np.mean(scores))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: threads only contend
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny matrices: threads only contend
 
 
 def test_loop_writes_a_text_free_model_and_distillation_aligns_the_condition(tmp_path):

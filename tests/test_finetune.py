@@ -6,32 +6,12 @@ import json
 
 import numpy as np
 import pytest
-from vlsm_fixtures import save_clipseg_folder, small_clipseg_arch, write_shapes_dataset
 
 from napari_vip.models.vlsm import VlsmSpec, load_vlsm
 from napari_vip.worker.engine import Engine
 from napari_vip.worker.finetune import FinetuneRequest
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train fastest on one thread (and the machine's cores are shared)."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    return write_shapes_dataset(tmp_path_factory.mktemp("shapes"), {"train": 24, "val": 6, "test": 8})
-
-
-@pytest.fixture(scope="module")
-def small_clipseg(tmp_path_factory):
-    return save_clipseg_folder(tmp_path_factory.mktemp("small_clipseg"), small_clipseg_arch(), input_size=64)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_released_loss_is_dice_of_probabilities_with_a_zero_ce_term():

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-from vlsm_fixtures import save_clipseg_folder, small_clipseg_arch, write_shapes_dataset
 
 from napari_vip.models.vlsm import VlsmSpec, load_vlsm
 from napari_vip.worker.engine import Engine
@@ -20,26 +19,7 @@ from napari_vip.worker.finetune import FinetuneRequest
 #: result about as much as another seed does.  0.02 is about twice the largest difference measured and still far
 #: below what a broken encoder costs (the starting model scores < 0.5).
 DICE_TOLERANCE = 0.02
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    return write_shapes_dataset(tmp_path_factory.mktemp("shapes"), {"train": 24, "val": 6, "test": 8})
-
-
-@pytest.fixture(scope="module")
-def small_clipseg(tmp_path_factory):
-    return save_clipseg_folder(tmp_path_factory.mktemp("small_clipseg"), small_clipseg_arch(), input_size=64)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _held_out_dice(model, root) -> float:

@@ -10,17 +10,12 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("monai")
 
-from vlsm_fixtures import save_clipseg_folder, small_clipseg_arch, write_shapes_dataset  # noqa: E402
+from vlsm_fixtures import write_shapes_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
     return write_shapes_dataset(tmp_path_factory.mktemp("shapes"), {"train": 4, "val": 2})
-
-
-@pytest.fixture(scope="module")
-def small_clipseg(tmp_path_factory):
-    return save_clipseg_folder(tmp_path_factory.mktemp("small_clipseg"), small_clipseg_arch(), input_size=64)
 
 
 def _dock(make_viewer, shapes, small_clipseg, out, epochs=3):
