@@ -131,8 +131,10 @@ class FinetuneWidget(VipDock):
         self.method = QComboBox()
         self.method.addItems(["vlsm", "cotexnet"])
         self.prompt = QComboBox()
-        self.prompt.addItems([""] + [f"p{i}" for i in range(1, 10)] + ["random"])
-        self.prompt.setToolTip("medvlsm's prompt type (blank: the recipe's, p6)")
+        self.prompt.addItem("the recipe's (p6)", None)
+        for name in [f"p{i}" for i in range(10)] + ["random"]:
+            self.prompt.addItem(name, name)
+        self.prompt.setToolTip("medvlsm's prompt type: p0 (no text) ... p9, or random (any but p0, drawn per sample)")
         self.keyword = QLineEdit()
         self.keyword.setPlaceholderText('what the region is, e.g. "polyp area"')
         self.attributes = QComboBox()
@@ -297,7 +299,7 @@ class FinetuneWidget(VipDock):
         method = self.method.currentText()
         options = {}
         if method == "vlsm":
-            recipe["prompt"] = self.prompt.currentText() or None
+            recipe["prompt"] = self.prompt.currentData()
         else:
             keyword = self.keyword.text().strip() or None
             options = {"keyword": keyword, "attributes": self.attributes.currentText(), "llm": self._llm()}
